@@ -1,0 +1,112 @@
+#include "proto/control_message.h"
+
+#include <array>
+
+namespace vtpm::control {
+namespace {
+
+Error invalid(std::string message) { return make_error(ErrorCode::kInvalidArgument, std::move(message)); }
+
+}  // namespace
+
+Result<Request> parse_request(std::string_view line, Json* id) {
+  Json doc = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return invalid("request is not valid JSON");
+  if (!doc.is_object()) return invalid("request must be a JSON object");
+  if (auto it = doc.find("id"); it != doc.end()) {
+    if (!it->is_number_integer() && !it->is_string() && !it->is_null()) {
+      return invalid("field 'id' must be an integer, a string or null");
+    }
+    *id = *it;
+  }
+  if (auto it = doc.find("v"); it != doc.end()) {
+    if (!it->is_number_integer()) return invalid("field 'v' must be an integer");
+    if (it->get<long long>() != kProtocolVersion) {
+      return make_error(ErrorCode::kUnsupported, "protocol version " + it->dump() + " is not supported (this daemon speaks " +
+                                                     std::to_string(kProtocolVersion) + ")");
+    }
+  }
+  auto method = doc.find("method");
+  if (method == doc.end() || !method->is_string() || method->get_ref<const std::string&>().empty()) {
+    return invalid("field 'method' must be a non-empty string");
+  }
+  Request request;
+  request.id = id->is_null() ? Json() : *id;
+  request.method = method->get<std::string>();
+  request.params = Json::object();
+  if (auto it = doc.find("params"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) return invalid("field 'params' must be an object");
+    request.params = *it;
+  }
+  return request;
+}
+
+std::string encode_request(const Json& id, std::string_view method, const Json& params) {
+  Json doc = {{"v", kProtocolVersion}, {"id", id}, {"method", method}, {"params", params}};
+  return doc.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+std::string encode_result(const Json& id, const Json& result) {
+  Json doc = {{"v", kProtocolVersion}, {"id", id}, {"result", result}};
+  return doc.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+std::string encode_error(const Json& id, const Error& error) {
+  Json doc = {{"v", kProtocolVersion},
+              {"id", id},
+              {"error", {{"code", std::string(error_code_name(error.code))}, {"message", error.message}}}};
+  return doc.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+ErrorCode error_code_from_name(std::string_view name) {
+  static constexpr std::array kAll = {
+      ErrorCode::kInvalidArgument, ErrorCode::kNotFound,   ErrorCode::kAlreadyExists, ErrorCode::kBusy,
+      ErrorCode::kTooLarge,        ErrorCode::kIo,         ErrorCode::kCorrupt,       ErrorCode::kTpmFailure,
+      ErrorCode::kUnavailable,     ErrorCode::kCancelled,  ErrorCode::kUnsupported,   ErrorCode::kInternal};
+  for (ErrorCode code : kAll) {
+    if (error_code_name(code) == name) return code;
+  }
+  return ErrorCode::kInternal;
+}
+
+Result<Response> parse_response(std::string_view line) {
+  Json doc = Json::parse(line.begin(), line.end(), nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return make_error(ErrorCode::kCorrupt, "response is not a JSON object");
+  Response response;
+  response.id = doc.value("id", Json());
+  if (auto it = doc.find("result"); it != doc.end()) {
+    response.ok = true;
+    response.result = *it;
+    return response;
+  }
+  auto error = doc.find("error");
+  if (error == doc.end() || !error->is_object()) {
+    return make_error(ErrorCode::kCorrupt, "response has neither 'result' nor 'error'");
+  }
+  const Json code = error->value("code", Json());
+  const Json message = error->value("message", Json());
+  response.error.code = error_code_from_name(code.is_string() ? code.get<std::string>() : "");
+  response.error.message = message.is_string() ? message.get<std::string>() : "";
+  return response;
+}
+
+Result<std::optional<std::string>> LineSplitter::next() {
+  const std::size_t newline = buffer_.find('\n', scanned_);
+  if (newline == std::string::npos) {
+    scanned_ = buffer_.size();
+    if (buffer_.size() > max_line_) {
+      return make_error(ErrorCode::kTooLarge, "request line exceeds " + std::to_string(max_line_) + " bytes");
+    }
+    return std::optional<std::string>();
+  }
+  if (newline > max_line_) {
+    return make_error(ErrorCode::kTooLarge, "request line exceeds " + std::to_string(max_line_) + " bytes");
+  }
+  std::string line = buffer_.substr(0, newline);
+  buffer_.erase(0, newline + 1);
+  scanned_ = 0;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return std::optional<std::string>(std::move(line));
+}
+
+}  // namespace vtpm::control

@@ -1,0 +1,222 @@
+#include "src/control/handlers.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "proto/hex.h"
+#include "src/control/params.h"
+
+namespace vtpm::control {
+namespace {
+
+std::string iso8601(std::int64_t unix_seconds) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm utc{};
+  gmtime_r(&t, &utc);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buf;
+}
+
+Json timestamp_ms(std::int64_t unix_ms) {
+  if (unix_ms == 0) return nullptr;
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03d", static_cast<int>(unix_ms % 1000));
+  std::string s = iso8601(unix_ms / 1000);
+  s.insert(s.size() - 1, frac);
+  return s;
+}
+
+std::int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Wraps a Service callback that yields an instance into a JSON reply.
+Service::InstanceCallback reply_instance(const Service& service, Handlers::Reply reply) {
+  return [&service, reply = std::move(reply)](Result<const Instance*> r) {
+    if (!r) return reply(r.error());
+    reply(Handlers::instance_json(**r, service));
+  };
+}
+
+}  // namespace
+
+Json Handlers::instance_json(const Instance& i, const Service& service) {
+  Json j = {{"uuid", i.uuid.to_string()},
+            {"tpm", tpm_version_name(i.version)},
+            {"created", iso8601(i.created_unix)},
+            {"state", i.state_name()},
+            {"power", i.power == PowerState::kOn ? "on" : "off"},
+            {"auto_startup", i.auto_startup},
+            {"max_command_size", i.max_command_size},
+            {"engine", service.placement(i.uuid)},
+            {"channels", i.channels},
+            {"outstanding", service.outstanding(i.uuid)},
+            {"counters",
+             {{"commands", i.counters.commands},
+              {"errors", i.counters.errors},
+              {"bytes_in", i.counters.bytes_in},
+              {"bytes_out", i.counters.bytes_out},
+              {"last_command", timestamp_ms(i.counters.last_command_unix_ms)}}},
+            {"state_bytes", {{"permanent", i.saved.permanent.size()}, {"save_state", i.saved.save_state.size()}}}};
+  if (i.failed) j["failure"] = i.failure;
+  return j;
+}
+
+void Handlers::dispatch(const std::string& method, const Json& params, Reply reply) {
+  using Method = void (Handlers::*)(const Json&, Reply);
+  static const std::pair<const char*, Method> kMethods[] = {
+      {"hello", &Handlers::hello}, {"status", &Handlers::status}, {"add", &Handlers::add},
+      {"remove", &Handlers::remove}, {"list", &Handlers::list},   {"show", &Handlers::show},
+      {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel}};
+  for (const auto& [name, handler] : kMethods) {
+    if (method == name) return (this->*handler)(params, std::move(reply));
+  }
+  reply(make_error(ErrorCode::kNotFound, "unknown method '" + method + "'"));
+}
+
+void Handlers::hello(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {}); !s) return reply(s.error());
+  reply(Json{{"daemon", "vtpmd"}, {"version", VTPMD_VERSION}, {"protocol", kProtocolVersion}});
+}
+
+void Handlers::status(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {}); !s) return reply(s.error());
+  Json counts = {{"total", 0}, {"tpm12", 0}, {"tpm20", 0}, {"running", 0}, {"stopped", 0}, {"failed", 0}};
+  for (const auto& [id, i] : service_.registry().all()) {
+    counts["total"] = counts["total"].get<int>() + 1;
+    const char* version_key = i.version == TpmVersion::k12 ? "tpm12" : "tpm20";
+    counts[version_key] = counts[version_key].get<int>() + 1;
+    counts[i.state_name()] = counts[i.state_name()].get<int>() + 1;
+  }
+  Json shards = Json::array();
+  for (const auto& s : engine_.stats()) {
+    shards.push_back({{"name", s.name},
+                      {"pid", s.pid},
+                      {"instances", s.instances},
+                      {"jobs", s.jobs},
+                      {"swaps", s.swaps},
+                      {"swap_us_total", s.swap_us_total},
+                      {"outstanding", s.outstanding}});
+  }
+  reply(Json{{"version", VTPMD_VERSION},
+             {"pid", getpid()},
+             {"uptime_s", now_unix() - facts_.started_unix},
+             {"state_dir", facts_.state_dir},
+             {"instances", counts},
+             {"engine", {{"shards", shards}, {"outstanding", engine_.outstanding_total()}}},
+             {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}}});
+}
+
+void Handlers::add(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid", "tpm", "auto_startup", "max_command_size"}); !s) return reply(s.error());
+  AddOptions options;
+  if (params.contains("uuid")) {
+    auto id = uuid_param(params);
+    if (!id) return reply(id.error());
+    options.uuid = *id;
+  }
+  auto tpm = string_param(params, "tpm");
+  if (!tpm) return reply(tpm.error());
+  if (*tpm && **tpm != "2.0" && **tpm != "1.2") {
+    return reply(make_error(ErrorCode::kInvalidArgument, "parameter 'tpm' must be \"2.0\" or \"1.2\""));
+  }
+  options.version = (*tpm && **tpm == "1.2") ? TpmVersion::k12 : TpmVersion::k20;
+  auto startup = bool_param(params, "auto_startup");
+  if (!startup) return reply(startup.error());
+  options.auto_startup = startup->value_or(false);
+  auto size = int_param(params, "max_command_size", 1024, 65536);
+  if (!size) return reply(size.error());
+  if (*size) options.max_command_size = static_cast<std::uint32_t>(**size);
+  service_.add(options, reply_instance(service_, std::move(reply)));
+}
+
+void Handlers::remove(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid", "force"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto force = bool_param(params, "force");
+  if (!force) return reply(force.error());
+  service_.remove(*id, force->value_or(false), [reply = std::move(reply), id = *id](Status s) {
+    if (!s) return reply(s.error());
+    reply(Json{{"uuid", id.to_string()}});
+  });
+}
+
+void Handlers::list(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {}); !s) return reply(s.error());
+  Json out = Json::array();
+  for (const auto& [id, instance] : service_.registry().all()) {
+    if (!instance.removing) out.push_back(instance_json(instance, service_));
+  }
+  reply(Json{{"instances", out}});
+}
+
+void Handlers::show(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto instance = service_.show(*id);
+  if (!instance) return reply(instance.error());
+  reply(instance_json(**instance, service_));
+}
+
+void Handlers::exec(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid", "command", "locality"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto text = string_param(params, "command");
+  if (!text) return reply(text.error());
+  if (!*text) return reply(make_error(ErrorCode::kInvalidArgument, "missing parameter 'command'"));
+  if ((*text)->size() > 2 * tpm::kAbsoluteMaxCommand + 1024) {
+    return reply(make_error(ErrorCode::kTooLarge, "command larger than any TPM accepts"));
+  }
+  auto command = from_hex(**text);
+  if (!command) return reply(command.error());
+  auto locality = int_param(params, "locality", 0, 4);
+  if (!locality) return reply(locality.error());
+  service_.exec(*id, std::move(*command), static_cast<std::uint8_t>(locality->value_or(0)),
+                [reply = std::move(reply)](Result<ExecResult> r) {
+                  if (!r) return reply(r.error());
+                  reply(Json{{"response", to_hex(r->response)},
+                             {"rc", r->rc},
+                             {"timing",
+                              {{"total_us", r->total_us},
+                               {"queued_us", r->timing.queued_us},
+                               {"load_us", r->timing.load_us},
+                               {"run_us", r->timing.run_us}}}});
+                });
+}
+
+void Handlers::power(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid", "action"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto action = string_param(params, "action");
+  if (!action) return reply(action.error());
+  PowerAction a{};
+  if (*action == "on") {
+    a = PowerAction::kOn;
+  } else if (*action == "off") {
+    a = PowerAction::kOff;
+  } else if (*action == "reset") {
+    a = PowerAction::kReset;
+  } else {
+    return reply(make_error(ErrorCode::kInvalidArgument, "parameter 'action' must be \"on\", \"off\" or \"reset\""));
+  }
+  service_.power(*id, a, reply_instance(service_, std::move(reply)));
+}
+
+void Handlers::cancel(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  service_.cancel(*id, [reply = std::move(reply), id = *id](Status s) {
+    if (!s) return reply(s.error());
+    reply(Json{{"uuid", id.to_string()}});
+  });
+}
+
+}  // namespace vtpm::control

@@ -1,0 +1,47 @@
+// Control API methods: JSON params in, Service call, JSON result out.
+// One function per method; the envelope is proto/control_message's job.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "proto/control_message.h"
+#include "src/core/service.h"
+
+namespace vtpm::control {
+
+struct DaemonFacts {
+  std::string state_dir;
+  std::int64_t started_unix = 0;
+  std::function<std::size_t()> connections;
+};
+
+class Handlers {
+ public:
+  using Reply = std::function<void(Result<Json>)>;
+
+  Handlers(Service& service, engine::Engine& engine, DaemonFacts facts)
+      : service_(service), engine_(engine), facts_(std::move(facts)) {}
+
+  // Runs `method`; `reply` is called exactly once (maybe synchronously).
+  void dispatch(const std::string& method, const Json& params, Reply reply);
+
+  static Json instance_json(const Instance& instance, const Service& service);
+
+ private:
+  void hello(const Json& params, Reply reply);
+  void status(const Json& params, Reply reply);
+  void add(const Json& params, Reply reply);
+  void remove(const Json& params, Reply reply);
+  void list(const Json& params, Reply reply);
+  void show(const Json& params, Reply reply);
+  void exec(const Json& params, Reply reply);
+  void power(const Json& params, Reply reply);
+  void cancel(const Json& params, Reply reply);
+
+  Service& service_;
+  engine::Engine& engine_;
+  DaemonFacts facts_;
+};
+
+}  // namespace vtpm::control

@@ -1,0 +1,195 @@
+#include "src/control/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace vtpm::control {
+namespace {
+
+// Requests a client may have in flight before we stop reading from it.
+constexpr std::size_t kMaxInFlight = 256;
+// Unread responses a client may accumulate before it is disconnected.
+constexpr std::size_t kMaxWriteBacklog = 16 * 1024 * 1024;
+
+bool daemon_answers(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  const bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return live;
+}
+
+Status make_parent_directory(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return Status::success();
+  const std::string dir = path.substr(0, slash);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return make_error(ErrorCode::kIo, "cannot create " + dir + ": " + std::strerror(errno));
+  }
+  return Status::success();
+}
+
+}  // namespace
+
+class Server::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Server& server, std::uint64_t id) : server_(server), id_(id) {}
+
+  Status accept(uv_stream_t* listener) {
+    uv_pipe_init(server_.loop_, pipe_.get(), 0);
+    pipe_.mark_live();
+    pipe_.get()->data = this;
+    if (int rc = uv_accept(listener, pipe_.stream()); rc != 0) {
+      return make_error(ErrorCode::kIo, std::string("accept: ") + uv_strerror(rc));
+    }
+    return Status::success();
+  }
+
+  void start_reading() {
+    uv_read_start(
+        pipe_.stream(),
+        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+          // libuv calls read right after alloc, so one server-wide scratch
+          // buffer serves every connection; bytes are copied out at once.
+          auto& scratch = static_cast<Connection*>(h->data)->server_.read_scratch_;
+          *buf = uv_buf_init(scratch.data(), static_cast<unsigned>(scratch.size()));
+        },
+        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+          static_cast<Connection*>(s->data)->on_read(nread, buf);
+        });
+    reading_ = true;
+  }
+
+  void close() {
+    closed_ = true;
+    pipe_.close();
+  }
+
+ private:
+  void on_read(ssize_t nread, const uv_buf_t* buf) {
+    // drop() may release the server's reference while we are still here.
+    auto guard = shared_from_this();
+    if (nread < 0) return server_.drop(this);  // EOF or error: the client is gone
+    splitter_.append(std::string_view(buf->base, static_cast<std::size_t>(nread)));
+    for (;;) {
+      auto line = splitter_.next();
+      if (!line) {
+        send(encode_error(nullptr, line.error()));
+        server_.log_.warn("control connection " + std::to_string(id_) + ": " + line.error().message + "; closing");
+        return server_.drop(this);
+      }
+      if (!*line) break;
+      if ((*line)->empty()) continue;
+      handle_line(**line);
+      if (closed_) return;
+    }
+    if (in_flight_ >= kMaxInFlight && reading_) {
+      uv_read_stop(pipe_.stream());
+      reading_ = false;
+    }
+  }
+
+  void handle_line(const std::string& line) {
+    Json id;
+    auto request = parse_request(line, &id);
+    if (!request) return send(encode_error(id, request.error()));
+    ++in_flight_;
+    std::weak_ptr<Connection> weak = shared_from_this();
+    server_.handlers_.dispatch(request->method, request->params, [weak, id = request->id](Result<Json> result) {
+      auto self = weak.lock();
+      if (!self || self->closed_) return;  // the client left; drop the answer
+      --self->in_flight_;
+      self->send(result ? encode_result(id, *result) : encode_error(id, result.error()));
+      if (!self->reading_ && self->in_flight_ < kMaxInFlight / 2 && !self->closed_) self->start_reading();
+    });
+  }
+
+  void send(const std::string& line) {
+    if (closed_) return;
+    if (uv_stream_get_write_queue_size(pipe_.stream()) > kMaxWriteBacklog) {
+      server_.log_.warn("control connection " + std::to_string(id_) + " does not read its responses; closing");
+      return server_.drop(this);
+    }
+    if (write_owned(pipe_.stream(), std::vector<std::uint8_t>(line.begin(), line.end())) != 0) server_.drop(this);
+  }
+
+  Server& server_;
+  std::uint64_t id_;
+  UvHandle<uv_pipe_t> pipe_;
+  LineSplitter splitter_;
+  std::size_t in_flight_ = 0;
+  bool reading_ = false;
+  bool closed_ = false;
+};
+
+Server::Server(uv_loop_t* loop, const Logger& log, Handlers& handlers)
+    : loop_(loop), log_(log), handlers_(handlers) {}
+
+Server::~Server() { close(); }
+
+Status Server::listen(const std::string& path) {
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return make_error(ErrorCode::kInvalidArgument, "control socket path too long: " + path);
+  }
+  if (Status s = make_parent_directory(path); !s) return s;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return make_error(ErrorCode::kAlreadyExists, path + " exists and is not a socket");
+    if (daemon_answers(path)) return make_error(ErrorCode::kAlreadyExists, "another vtpmd is listening on " + path);
+    ::unlink(path.c_str());  // stale, from a daemon that died
+  }
+  uv_pipe_init(loop_, listener_.get(), 0);
+  listener_.mark_live();
+  listener_.get()->data = this;
+  // The socket is born 0600: no window in which others could connect.
+  const mode_t old_mask = ::umask(0177);
+  const int bound = uv_pipe_bind(listener_.get(), path.c_str());
+  ::umask(old_mask);
+  if (bound != 0) return make_error(ErrorCode::kIo, "cannot bind " + path + ": " + uv_strerror(bound));
+  path_ = path;
+  const int rc = uv_listen(listener_.stream(), 128, [](uv_stream_t* s, int status) {
+    if (status == 0) static_cast<Server*>(s->data)->on_connection();
+  });
+  if (rc != 0) return make_error(ErrorCode::kIo, "cannot listen on " + path + ": " + uv_strerror(rc));
+  return Status::success();
+}
+
+void Server::on_connection() {
+  auto connection = std::make_shared<Connection>(*this, next_connection_id_++);
+  if (Status s = connection->accept(listener_.stream()); !s) {
+    log_.warn("control: " + s.error().message);
+    connection->close();
+    return;
+  }
+  connection->start_reading();
+  connections_.emplace(connection.get(), connection);
+}
+
+void Server::drop(Connection* connection) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  // Keep the object alive until this call returns: we may be inside its
+  // own read callback.
+  auto keep = it->second;
+  connections_.erase(it);
+  keep->close();
+}
+
+void Server::close() {
+  if (listener_.live()) {
+    listener_.close();
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  for (auto& [raw, connection] : connections_) connection->close();
+  connections_.clear();
+}
+
+}  // namespace vtpm::control

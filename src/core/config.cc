@@ -1,0 +1,142 @@
+#include "src/core/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace vtpm {
+namespace {
+
+using Json = nlohmann::json;
+
+Error invalid(const std::string& message) { return make_error(ErrorCode::kInvalidArgument, message); }
+
+Result<std::uint32_t> parse_uint(const std::string& text, const std::string& what, std::uint32_t min,
+                                 std::uint32_t max) {
+  std::size_t used = 0;
+  unsigned long value = 0;
+  try {
+    value = std::stoul(text, &used, 10);
+  } catch (...) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty() || value < min || value > max) {
+    return invalid(what + " must be an integer in " + std::to_string(min) + ".." + std::to_string(max) + ", got '" +
+                   text + "'");
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
+Status set_key(const std::string& key, const std::string& value, Config& c) {
+  if (key == "state_dir" || key == "state-dir") {
+    c.state_dir = value;
+  } else if (key == "control_socket" || key == "control-socket") {
+    c.control_socket = value;
+  } else if (key == "log_level" || key == "log-level") {
+    auto level = parse_log_level(value);
+    if (!level) return level.error();
+    c.log_level = *level;
+  } else if (key == "root_of_trust" || key == "root-of-trust") {
+    if (value != "none") return invalid("root of trust '" + value + "' is not supported yet (only 'none')");
+    c.root_of_trust = value;
+  } else if (key == "engine_worker" || key == "engine-worker") {
+    c.engine_worker = value;
+  } else if (key == "tpm12_workers_max" || key == "tpm12-workers-max") {
+    auto n = parse_uint(value, key, 0, 4096);
+    if (!n) return n.error();
+    c.tpm12_workers_max = *n;
+  } else if (key == "tpm12_slice_ms" || key == "tpm12-slice-ms") {
+    auto n = parse_uint(value, key, 0, 60000);
+    if (!n) return n.error();
+    c.tpm12_slice_ms = *n;
+  } else if (key == "default_max_command_size" || key == "default-max-command-size") {
+    auto n = parse_uint(value, key, 1024, 65536);
+    if (!n) return n.error();
+    c.default_max_command_size = *n;
+  } else {
+    return invalid("unknown setting '" + key + "'");
+  }
+  return Status::success();
+}
+
+Status load_config_file(const std::string& path, Config& config) {
+  std::ifstream in(path);
+  if (!in) return make_error(ErrorCode::kIo, "cannot read config file " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return apply_config_json(text.str(), path, config);
+}
+
+}  // namespace
+
+Status apply_config_json(const std::string& text, const std::string& origin, Config& config) {
+  const Json doc = Json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return invalid(origin + ": not a JSON object");
+  for (const auto& [key, value] : doc.items()) {
+    std::string as_text;
+    if (value.is_string()) {
+      as_text = value.get<std::string>();
+    } else if (value.is_number_unsigned()) {
+      as_text = std::to_string(value.get<std::uint64_t>());
+    } else {
+      return invalid(origin + ": setting '" + key + "' must be a string or a non-negative integer");
+    }
+    if (Status s = set_key(key, as_text, config); !s) return invalid(origin + ": " + s.error().message);
+  }
+  return Status::success();
+}
+
+Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
+  CommandLine cl;
+  std::vector<std::pair<std::string, std::string>> flags;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      cl.help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      cl.version = true;
+      continue;
+    }
+    if (!arg.starts_with("--")) return invalid("unexpected argument '" + arg + "'");
+    std::string name = arg.substr(2);
+    std::string value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return invalid("flag --" + name + " needs a value");
+    }
+    flags.emplace_back(name, value);
+  }
+  for (const auto& [name, value] : flags) {
+    if (name == "config") {
+      if (Status s = load_config_file(value, cl.config); !s) return s.error();
+    }
+  }
+  for (const auto& [name, value] : flags) {
+    if (name == "config") continue;
+    if (Status s = set_key(name, value, cl.config); !s) return invalid("--" + name + ": " + s.error().message);
+  }
+  return cl;
+}
+
+const char* usage_text() {
+  return "usage: vtpmd [options]\n"
+         "  --config FILE                 JSON file with any of the settings below (flags override it)\n"
+         "  --state-dir DIR               instance state (default /var/lib/vtpmd)\n"
+         "  --control-socket PATH         control API socket (default /run/vtpmd/control.sock)\n"
+         "  --log-level LEVEL             error, warn, info (default) or debug\n"
+         "  --root-of-trust none          how the state key is protected (only 'none' for now)\n"
+         "  --engine-worker PATH          vtpmd-engine executable (default: beside vtpmd)\n"
+         "  --tpm12-workers-max N         worker processes for TPM 1.2 instances (default 64, 0 = none)\n"
+         "  --tpm12-slice-ms N            how long a busy TPM 1.2 instance keeps a shared engine (default 500)\n"
+         "  --default-max-command-size N  TPM buffer size of new instances (default 4096)\n"
+         "  --version, --help\n";
+}
+
+}  // namespace vtpm

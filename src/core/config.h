@@ -1,0 +1,41 @@
+// Daemon configuration: built-in defaults, then a JSON file (--config), then
+// command-line flags, each overriding the one before. Unknown keys and bad
+// values are errors, so a typo never silently falls back to a default.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proto/result.h"
+#include "src/core/log.h"
+
+namespace vtpm {
+
+struct Config {
+  std::string state_dir = "/var/lib/vtpmd";
+  std::string control_socket = "/run/vtpmd/control.sock";
+  LogLevel log_level = LogLevel::kInfo;
+  std::string root_of_trust = "none";  // the sealed-state work adds file:/tpm choices
+  // Engine
+  std::string engine_worker;            // vtpmd-engine path; empty: next to vtpmd, then libexec
+  std::uint32_t tpm12_workers_max = 64; // 0: TPM 1.2 instances share the engine thread
+  std::uint32_t tpm12_slice_ms = 500;   // residency slice of a busy TPM 1.2 instance
+  // Defaults for new instances
+  std::uint32_t default_max_command_size = 4096;
+};
+
+struct CommandLine {
+  Config config;
+  bool help = false;
+  bool version = false;
+};
+
+// argv[0] is skipped. --config is applied before every other flag,
+// wherever it appears.
+Result<CommandLine> parse_command_line(const std::vector<std::string>& args);
+Status apply_config_json(const std::string& text, const std::string& origin, Config& config);
+const char* usage_text();
+
+}  // namespace vtpm

@@ -1,0 +1,144 @@
+#include "src/core/daemon.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <csignal>
+
+namespace vtpm {
+namespace {
+
+// A shutdown that cannot save within this time (a wedged disk) exits
+// non-zero rather than hanging the host's shutdown forever.
+constexpr std::uint64_t kShutdownDeadlineMs = 30000;
+
+std::string directory_of_executable() {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, static_cast<std::size_t>(n));
+  return path.substr(0, path.rfind('/'));
+}
+
+}  // namespace
+
+Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(log), store_(config_.state_dir) {
+  uv_loop_init(&loop_);
+}
+
+Daemon::~Daemon() {
+  server_.reset();
+  handlers_.reset();
+  service_.reset();
+  engine_.reset();
+  persister_.reset();
+  sigterm_.close();
+  sigint_.close();
+  shutdown_deadline_.close();
+  // Let the close callbacks of every handle run, then free the loop.
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+std::string Daemon::engine_worker_path() const {
+  if (!config_.engine_worker.empty()) return config_.engine_worker;
+  const std::string beside = directory_of_executable() + "/vtpmd-engine";
+  if (::access(beside.c_str(), X_OK) == 0) return beside;
+  return std::string(VTPMD_LIBEXECDIR) + "/vtpmd-engine";
+}
+
+Status Daemon::start() {
+  if (Status s = store_.prepare(); !s) return s;
+  persister_ = std::make_unique<Persister>(&loop_, store_, log_);
+  engine::EngineOptions options;
+  options.worker_path = engine_worker_path();
+  options.tpm12_workers_max = config_.tpm12_workers_max;
+  options.multiplexer.tpm12_slice = std::chrono::milliseconds(config_.tpm12_slice_ms);
+  engine_ = std::make_unique<engine::Engine>(&loop_, options, [this](const Uuid& id, const std::string& why) {
+    if (!shutting_down_) service_->recover_lost(id, why);
+  });
+  service_ = std::make_unique<Service>(log_, *engine_, *persister_, registry_, config_.default_max_command_size);
+  control::DaemonFacts facts;
+  facts.state_dir = config_.state_dir;
+  facts.started_unix =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  facts.connections = [this] { return server_ ? server_->connections() : 0; };
+  handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, facts);
+  server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_);
+  restore_instances();
+  if (Status s = server_->listen(config_.control_socket); !s) return s;
+
+  for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM}, std::pair{&sigint_, SIGINT}}) {
+    uv_signal_init(&loop_, handle->get());
+    handle->mark_live();
+    handle->get()->data = this;
+    uv_signal_start(
+        handle->get(),
+        [](uv_signal_t* h, int sig) {
+          static_cast<Daemon*>(h->data)->begin_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        },
+        signum);
+  }
+  return Status::success();
+}
+
+void Daemon::restore_instances() {
+  state::LoadedRecords loaded = store_.load_all();
+  for (const auto& failure : loaded.failures) {
+    log_.error("cannot load instance state, left untouched for inspection: " + failure);
+  }
+  for (auto& record : loaded.records) service_->restore(std::move(record));
+  log_.info("restored " + std::to_string(loaded.records.size()) + " instance(s) from " + config_.state_dir +
+            (loaded.failures.empty() ? "" : ", " + std::to_string(loaded.failures.size()) + " unreadable"));
+}
+
+void Daemon::begin_shutdown(const char* why) {
+  if (shutting_down_) {
+    log_.warn(std::string(why) + " again during shutdown; still saving state");
+    return;
+  }
+  shutting_down_ = true;
+  log_.info(std::string(why) + ": shutting down; finishing queued commands and saving " +
+            std::to_string(registry_.size()) + " instance(s)");
+  server_->close();
+  service_->refuse_new_work();
+  uv_timer_init(&loop_, shutdown_deadline_.get());
+  shutdown_deadline_.mark_live();
+  shutdown_deadline_.get()->data = this;
+  uv_timer_start(
+      shutdown_deadline_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Daemon*>(t->data);
+        self->log_.error("shutdown deadline passed with state still unsaved");
+        self->exit_code_ = 1;
+        self->finish_shutdown();
+      },
+      kShutdownDeadlineMs, 0);
+  service_->save_all([this] {
+    log_.info("all instance state saved (" + std::to_string(persister_->writes()) + " writes, " +
+              std::to_string(persister_->failures()) + " failed)");
+    if (persister_->failures() > 0) exit_code_ = 1;
+    finish_shutdown();
+  });
+}
+
+void Daemon::finish_shutdown() {
+  sigterm_.close();
+  sigint_.close();
+  shutdown_deadline_.close();
+  uv_stop(&loop_);
+}
+
+int Daemon::run() {
+  if (Status s = start(); !s) {
+    log_.error("cannot start: " + s.error().message);
+    return 1;
+  }
+  log_.info(std::string("vtpmd ") + VTPMD_VERSION + " ready: control socket " + config_.control_socket +
+            ", state " + config_.state_dir + ", TPM 1.2 workers up to " + std::to_string(config_.tpm12_workers_max));
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return exit_code_;
+}
+
+}  // namespace vtpm

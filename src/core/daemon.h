@@ -1,0 +1,59 @@
+// The vtpmd process: one libuv loop on the main thread that owns the
+// registry, the engine, persistence and the control server, plus signal
+// handling for a clean shutdown (stop accepting, finish queued commands,
+// save every instance with its volatile state, exit 0).
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+
+#include "src/control/handlers.h"
+#include "src/control/server.h"
+#include "src/core/config.h"
+#include "src/core/instance.h"
+#include "src/core/log.h"
+#include "src/core/persister.h"
+#include "src/core/service.h"
+#include "src/core/uv_handle.h"
+#include "src/engine/engine.h"
+#include "state/file_store.h"
+
+namespace vtpm {
+
+class Daemon {
+ public:
+  Daemon(Config config, Logger& log);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Prepares state, restores instances, opens the control socket, runs the
+  // loop until a shutdown completes. Returns the process exit code.
+  int run();
+
+ private:
+  Status start();
+  void restore_instances();
+  void begin_shutdown(const char* why);
+  void finish_shutdown();
+  std::string engine_worker_path() const;
+
+  Config config_;
+  Logger& log_;
+  uv_loop_t loop_{};
+  state::FileStore store_;
+  Registry registry_;
+  std::unique_ptr<Persister> persister_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<control::Handlers> handlers_;
+  std::unique_ptr<control::Server> server_;
+  UvHandle<uv_signal_t> sigterm_;
+  UvHandle<uv_signal_t> sigint_;
+  UvHandle<uv_timer_t> shutdown_deadline_;
+  bool shutting_down_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace vtpm

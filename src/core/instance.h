@@ -1,0 +1,63 @@
+// One vTPM instance as the daemon core sees it. Owned by the Registry;
+// touched only on the loop thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "proto/engine_messages.h"
+#include "proto/result.h"
+#include "proto/uuid.h"
+#include "state/instance_record.h"
+
+namespace vtpm {
+
+enum class PowerState { kOn, kOff };
+
+struct InstanceCounters {
+  std::uint64_t commands = 0;
+  std::uint64_t errors = 0;  // TPM responses with rc != 0, plus commands vtpmd refused
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::int64_t last_command_unix_ms = 0;  // 0 = never
+};
+
+struct Instance {
+  Uuid uuid;
+  TpmVersion version = TpmVersion::k20;
+  std::int64_t created_unix = 0;
+  bool auto_startup = false;
+  std::uint32_t max_command_size = 4096;
+  PowerState power = PowerState::kOn;
+  bool failed = false;        // state unusable; only power/remove accepted
+  std::string failure;        // why, when failed
+  bool removing = false;      // a remove is in progress
+  InstanceCounters counters;
+  // Last known state: permanent is always current (every NV change lands
+  // here); volatile only as of the last snapshot.
+  engine::StateBlobs saved;
+  std::vector<std::string> channels;
+
+  const char* state_name() const { return failed ? "failed" : power == PowerState::kOn ? "running" : "stopped"; }
+  engine::InstanceParams params() const { return {version, max_command_size, auto_startup}; }
+  // The durable record; volatile state only when asked (clean shutdown).
+  state::InstanceRecord record(bool with_volatile) const;
+};
+
+class Registry {
+ public:
+  Result<Instance*> add(Instance instance);
+  Instance* find(const Uuid& id);
+  Result<Instance*> get(const Uuid& id);  // not_found error names the UUID
+  void erase(const Uuid& id) { instances_.erase(id); }
+  const std::map<Uuid, Instance>& all() const { return instances_; }
+  std::map<Uuid, Instance>& all() { return instances_; }
+  std::size_t size() const { return instances_.size(); }
+
+ private:
+  std::map<Uuid, Instance> instances_;  // ordered: list output is sorted by UUID
+};
+
+}  // namespace vtpm

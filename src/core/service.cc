@@ -1,0 +1,276 @@
+#include "src/core/service.h"
+
+#include <chrono>
+#include <memory>
+
+#include "proto/tpm_packet.h"
+
+namespace vtpm {
+namespace {
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Error from_completion(const engine::Completion& done) { return make_error(done.error, done.message); }
+
+}  // namespace
+
+Service::Service(const Logger& log, engine::Engine& engine, Persister& persister, Registry& registry,
+                 std::uint32_t default_max_command_size)
+    : log_(log),
+      engine_(engine),
+      persister_(persister),
+      registry_(registry),
+      default_max_command_size_(default_max_command_size) {}
+
+Uuid Service::fresh_uuid() {
+  for (;;) {
+    Uuid::Bytes bytes{};
+    for (std::size_t i = 0; i < bytes.size(); i += 4) {
+      const std::uint32_t r = random_();
+      for (std::size_t j = 0; j < 4; ++j) bytes[i + j] = static_cast<std::uint8_t>(r >> (8 * j));
+    }
+    Uuid id = Uuid::from_random(bytes);
+    if (registry_.find(id) == nullptr) return id;
+  }
+}
+
+Result<Instance*> Service::usable(const Uuid& id) {
+  if (shutting_down_) return make_error(ErrorCode::kUnavailable, "daemon is shutting down");
+  auto instance = registry_.get(id);
+  if (!instance) return instance;
+  Instance* i = *instance;
+  if (i->removing) return make_error(ErrorCode::kNotFound, "instance " + id.to_string() + " is being removed");
+  if (i->failed) return make_error(ErrorCode::kCorrupt, "instance " + id.to_string() + " has failed: " + i->failure);
+  return i;
+}
+
+void Service::add(const AddOptions& options, InstanceCallback done) {
+  if (shutting_down_) return done(make_error(ErrorCode::kUnavailable, "daemon is shutting down"));
+  const Uuid id = options.uuid ? *options.uuid : fresh_uuid();
+  Instance fresh;
+  fresh.uuid = id;
+  fresh.version = options.version;
+  fresh.created_unix = now_unix_ms() / 1000;
+  fresh.auto_startup = options.auto_startup;
+  fresh.max_command_size = options.max_command_size.value_or(default_max_command_size_);
+  // The registry entry exists from now on, so a second add of the same UUID
+  // fails even while this one is still manufacturing.
+  auto added = registry_.add(std::move(fresh));
+  if (!added) return done(added.error());
+  Instance& instance = **added;
+  instance.removing = true;  // not usable until manufactured
+  engine_.attach(id, instance.params(), {}, [this, id, done = std::move(done)](engine::Completion&& c) {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during add"));
+    if (!c.ok) {
+      log_.error(id, "manufacture failed: " + c.message);
+      registry_.erase(id);
+      engine_.detach(id, [](engine::Completion&&) {});
+      return done(from_completion(c));
+    }
+    i->removing = false;
+    if (c.permanent) i->saved.permanent = std::move(*c.permanent);
+    persist(*i);
+    log_.info(id, std::string("added TPM ") + tpm_version_name(i->version) + " instance on " +
+                      engine_.placement(id) + " (manufactured in " + std::to_string(c.timing.load_us) + " us)");
+    done(static_cast<const Instance*>(i));
+  });
+}
+
+void Service::remove(const Uuid& id, bool force, StatusCallback done) {
+  auto found = usable(id);
+  if (!found && found.error().code != ErrorCode::kCorrupt) return done(found.error());
+  Instance& instance = *registry_.find(id);
+  if (const std::size_t busy = engine_.outstanding(id); busy > 0 && !force) {
+    return done(make_error(ErrorCode::kBusy, "instance " + id.to_string() + " has " + std::to_string(busy) +
+                                                 " command(s) in flight; use force to cancel them"));
+  }
+  instance.removing = true;
+  if (force) engine_.cancel(id, [](engine::Completion&&) {});
+  engine_.detach(id, [this, id, done = std::move(done)](engine::Completion&&) {
+    persister_.remove(id, [this, id, done](Status s) {
+      registry_.erase(id);
+      if (s) log_.info(id, "removed");
+      done(s);
+    });
+  });
+}
+
+void Service::note_completion(Instance& instance, const engine::Completion& done) {
+  if (done.permanent) {
+    instance.saved.permanent = *done.permanent;
+  }
+  if (done.save_state) instance.saved.save_state = *done.save_state;
+  if (done.permanent || done.save_state) persist(instance);
+}
+
+void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done) {
+  auto found = usable(id);
+  if (!found) return done(found.error());
+  Instance& instance = **found;
+  if (instance.power == PowerState::kOff) {
+    ++instance.counters.errors;
+    return done(make_error(ErrorCode::kUnavailable, "instance " + id.to_string() + " is powered off"));
+  }
+  if (locality > 4) return done(make_error(ErrorCode::kInvalidArgument, "locality must be 0..4"));
+  if (auto valid = tpm::validate_command(command, instance.version, instance.max_command_size); !valid) {
+    ++instance.counters.errors;
+    return done(valid.error());
+  }
+  instance.counters.bytes_in += command.size();
+  const auto start = std::chrono::steady_clock::now();
+  engine_.execute(id, std::move(command), locality, [this, id, start, done = std::move(done)](engine::Completion&& c) {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while the command ran"));
+    note_completion(*i, c);
+    i->counters.commands++;
+    i->counters.last_command_unix_ms = now_unix_ms();
+    if (!c.ok) {
+      i->counters.errors++;
+      if (c.error == ErrorCode::kCorrupt || c.error == ErrorCode::kTpmFailure) {
+        log_.error(id, "command failed: " + c.message);
+      }
+      return done(from_completion(c));
+    }
+    ExecResult result;
+    result.rc = tpm::response_code(c.response);
+    if (result.rc != 0) i->counters.errors++;
+    i->counters.bytes_out += c.response.size();
+    result.response = std::move(c.response);
+    result.timing = c.timing;
+    result.total_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+    done(std::move(result));
+  });
+}
+
+void Service::power(const Uuid& id, PowerAction action, InstanceCallback done) {
+  if (shutting_down_) return done(make_error(ErrorCode::kUnavailable, "daemon is shutting down"));
+  auto found = registry_.get(id);
+  if (!found) return done(found.error());
+  Instance& instance = **found;
+  if (instance.removing) return done(make_error(ErrorCode::kNotFound, "instance is being removed"));
+  if (action == PowerAction::kOff) {
+    instance.power = PowerState::kOff;
+    persist(instance);
+    log_.info(id, "powered off");
+    return done(static_cast<const Instance*>(&instance));
+  }
+  auto finish = [this, id, done = std::move(done)](engine::Completion&& c) {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed during power-on"));
+    if (!c.ok) {
+      i->failed = true;
+      i->failure = c.message;
+      log_.error(id, "power-on failed: " + c.message);
+      return done(from_completion(c));
+    }
+    note_completion(*i, c);
+    i->power = PowerState::kOn;
+    i->failed = false;
+    i->failure.clear();
+    persist(*i);
+    log_.info(id, "powered on (TPM reset)");
+    done(static_cast<const Instance*>(i));
+  };
+  if (engine_.placement(id).empty()) {
+    // A failed instance whose engine is gone: re-host from the saved state.
+    instance.saved.volatile_state.clear();
+    engine_.attach(id, instance.params(), instance.record(false).blobs,
+                   [this, id, finish = std::move(finish)](engine::Completion&& c) mutable {
+                     if (!c.ok) return finish(std::move(c));
+                     engine_.power_on(id, std::move(finish));
+                   });
+    return;
+  }
+  engine_.power_on(id, std::move(finish));
+}
+
+void Service::cancel(const Uuid& id, StatusCallback done) {
+  auto found = usable(id);
+  if (!found) return done(found.error());
+  engine_.cancel(id, [done = std::move(done)](engine::Completion&& c) {
+    done(c.ok ? Status::success() : Status(from_completion(c)));
+  });
+}
+
+Result<const Instance*> Service::show(const Uuid& id) {
+  auto found = registry_.get(id);
+  if (!found) return found.error();
+  return static_cast<const Instance*>(*found);
+}
+
+void Service::restore(state::InstanceRecord record) {
+  Instance instance;
+  instance.uuid = record.uuid;
+  instance.version = record.version;
+  instance.created_unix = record.created_unix;
+  instance.auto_startup = record.auto_startup;
+  instance.max_command_size = record.max_command_size;
+  instance.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
+  instance.saved = record.blobs;
+  auto added = registry_.add(std::move(instance));
+  if (!added) {
+    log_.error(record.uuid, "duplicate record at start-up: " + added.error().message);
+    return;
+  }
+  const Uuid id = record.uuid;
+  const bool resumed = !record.blobs.volatile_state.empty();
+  engine_.attach(id, (*added)->params(), std::move(record.blobs), [this, id](engine::Completion&& c) {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return;
+    if (!c.ok) {
+      i->failed = true;
+      i->failure = c.message;
+      log_.error(id, "cannot restore: " + c.message);
+    }
+  });
+  // From here on a crash must not resume this volatile state again.
+  Instance& restored = **added;
+  restored.saved.volatile_state.clear();
+  if (resumed) persist(restored);
+}
+
+void Service::recover_lost(const Uuid& id, const std::string& why) {
+  Instance* instance = registry_.find(id);
+  if (instance == nullptr || instance->removing) return;
+  log_.error(id, "engine lost (" + why + "); restarting the TPM from its saved state, as after a power loss");
+  instance->saved.volatile_state.clear();
+  engine_.attach(id, instance->params(), instance->record(false).blobs, [this, id](engine::Completion&& c) {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return;
+    if (!c.ok) {
+      i->failed = true;
+      i->failure = "engine lost and restore failed: " + c.message;
+      log_.error(id, i->failure);
+    }
+  });
+}
+
+void Service::save_all(std::function<void()> done) {
+  auto remaining = std::make_shared<std::size_t>(1);  // +1 guards against finishing early
+  auto finish_one = [this, remaining, done]() {
+    if (--*remaining == 0) persister_.when_idle(done);
+  };
+  for (auto& [id, instance] : registry_.all()) {
+    if (instance.removing || engine_.placement(id).empty()) continue;
+    ++*remaining;
+    engine_.snapshot(id, [this, id, finish_one](engine::Completion&& c) {
+      if (Instance* i = registry_.find(id); i != nullptr && c.ok) {
+        if (c.permanent) i->saved.permanent = std::move(*c.permanent);
+        if (c.save_state) i->saved.save_state = std::move(*c.save_state);
+        if (c.volatile_state) i->saved.volatile_state = std::move(*c.volatile_state);
+        persister_.save(i->record(true));
+      } else if (!c.ok) {
+        log_.error(id, "cannot snapshot at shutdown: " + c.message);
+      }
+      finish_one();
+    });
+  }
+  finish_one();
+}
+
+}  // namespace vtpm

@@ -1,0 +1,82 @@
+// The daemon's operations on instances, shared by every front end (control
+// API now, guest channels later): each semantic is implemented once here.
+//
+// Thread affinity: loop thread. Every callback runs exactly once, on the
+// loop thread, possibly before the call returns (for immediate errors).
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <optional>
+#include <random>
+
+#include "src/core/instance.h"
+#include "src/core/log.h"
+#include "src/core/persister.h"
+#include "src/engine/engine.h"
+
+namespace vtpm {
+
+struct AddOptions {
+  std::optional<Uuid> uuid;
+  TpmVersion version = TpmVersion::k20;
+  bool auto_startup = false;
+  std::optional<std::uint32_t> max_command_size;
+};
+
+struct ExecResult {
+  engine::Bytes response;
+  std::uint32_t rc = 0;
+  engine::Timing timing;
+  std::uint64_t total_us = 0;
+};
+
+enum class PowerAction { kOn, kOff, kReset };
+
+class Service {
+ public:
+  using InstanceCallback = std::function<void(Result<const Instance*>)>;
+  using StatusCallback = std::function<void(Status)>;
+  using ExecCallback = std::function<void(Result<ExecResult>)>;
+
+  Service(const Logger& log, engine::Engine& engine, Persister& persister, Registry& registry,
+          std::uint32_t default_max_command_size);
+
+  void add(const AddOptions& options, InstanceCallback done);
+  void remove(const Uuid& id, bool force, StatusCallback done);
+  void exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done);
+  void power(const Uuid& id, PowerAction action, InstanceCallback done);
+  void cancel(const Uuid& id, StatusCallback done);
+  Result<const Instance*> show(const Uuid& id);
+  const Registry& registry() const { return registry_; }
+  std::size_t outstanding(const Uuid& id) const { return engine_.outstanding(id); }
+  std::string placement(const Uuid& id) const { return engine_.placement(id); }
+
+  // Start-up: re-host an instance loaded from disk (its volatile state, if
+  // any, resumes; the record is then rewritten without it so that a later
+  // crash cannot roll PCRs back to this point).
+  void restore(state::InstanceRecord record);
+  // A worker died under this instance: restart it from its saved state.
+  void recover_lost(const Uuid& id, const std::string& why);
+  // Shutdown: snapshot every instance after its queued commands and save
+  // it with its volatile state; `done` runs when everything is on disk.
+  void save_all(std::function<void()> done);
+  void refuse_new_work() { shutting_down_ = true; }
+
+ private:
+  Result<Instance*> usable(const Uuid& id);
+  void note_completion(Instance& instance, const engine::Completion& done);
+  void persist(const Instance& instance) { persister_.save(instance.record(false)); }
+  Uuid fresh_uuid();
+
+  const Logger& log_;
+  engine::Engine& engine_;
+  Persister& persister_;
+  Registry& registry_;
+  std::uint32_t default_max_command_size_;
+  std::random_device random_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace vtpm

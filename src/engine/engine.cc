@@ -1,0 +1,215 @@
+#include "src/engine/engine.h"
+
+#include <algorithm>
+
+namespace vtpm::engine {
+
+Engine::Engine(uv_loop_t* loop, EngineOptions options, LostSink on_lost)
+    : loop_(loop), options_(std::move(options)), on_lost_(std::move(on_lost)) {
+  ShardSlot primary;
+  primary.shard = std::make_unique<ThreadShard>(loop_, options_.multiplexer,
+                                                [this](Completion&& done) { on_completion(std::move(done)); });
+  primary.stats.name = primary.shard->name();
+  shards_.push_back(std::move(primary));
+}
+
+Engine::~Engine() = default;
+
+Shard* Engine::route(const Uuid& id) const {
+  auto it = routes_.find(id);
+  return it == routes_.end() ? nullptr : it->second;
+}
+
+Engine::ShardSlot* Engine::slot_of(const Shard* shard) {
+  for (auto& slot : shards_) {
+    if (slot.shard.get() == shard) return &slot;
+  }
+  return nullptr;
+}
+
+Shard* Engine::spawn_worker() {
+  const std::string name = "engine-worker-" + std::to_string(next_worker_number_++);
+  auto worker = std::make_unique<ProcessShard>(
+      loop_, name, [this](Completion&& done) { on_completion(std::move(done)); },
+      [this](ProcessShard& w, const std::string& why) { on_worker_exit(w, why); });
+  if (!worker->start(options_.worker_path, options_.multiplexer.tpm12_slice)) return nullptr;
+  ShardSlot slot;
+  slot.stats.name = name;
+  slot.stats.pid = worker->pid();
+  slot.shard = std::move(worker);
+  shards_.push_back(std::move(slot));
+  return shards_.back().shard.get();
+}
+
+Shard& Engine::place(const Uuid& id, TpmVersion version) {
+  Shard* chosen = shards_.front().shard.get();
+  if (version == TpmVersion::k12 && options_.tpm12_workers_max > 0) {
+    ShardSlot* least = nullptr;
+    std::size_t workers = 0;
+    for (auto& slot : shards_) {
+      if (slot.shard.get() == shards_.front().shard.get() || slot.dead) continue;
+      ++workers;
+      if (least == nullptr || slot.stats.instances < least->stats.instances) least = &slot;
+    }
+    if (least != nullptr && least->stats.instances == 0) {
+      chosen = least->shard.get();
+    } else if (workers < options_.tpm12_workers_max) {
+      if (Shard* fresh = spawn_worker()) chosen = fresh;
+      else if (least != nullptr) chosen = least->shard.get();
+    } else if (least != nullptr) {
+      chosen = least->shard.get();
+    }
+  }
+  routes_[id] = chosen;
+  slot_of(chosen)->stats.instances++;
+  return *chosen;
+}
+
+void Engine::reply_error(Job job, ErrorCode code, std::string message, Callback& done) {
+  Completion c;
+  c.id = job.id;
+  c.instance = job.instance;
+  c.kind = job.kind;
+  c.error = code;
+  c.message = std::move(message);
+  done(std::move(c));
+}
+
+void Engine::submit(Shard& shard, Job job, Callback done) {
+  job.id = next_job_++;
+  callbacks_[job.id] = PendingJob{std::move(done), job.instance, &shard};
+  outstanding_[job.instance]++;
+  if (ShardSlot* slot = slot_of(&shard)) slot->stats.outstanding++;
+  shard.submit(std::move(job));
+}
+
+void Engine::attach(const Uuid& id, const InstanceParams& params, StateBlobs blobs, Callback done) {
+  Job job;
+  job.instance = id;
+  job.kind = JobKind::kAttach;
+  job.params = params;
+  job.blobs = std::move(blobs);
+  if (route(id) != nullptr) return reply_error(std::move(job), ErrorCode::kAlreadyExists, "already placed", done);
+  Shard& shard = place(id, params.version);
+  submit(shard, std::move(job), std::move(done));
+}
+
+void Engine::execute(const Uuid& id, Bytes command, std::uint8_t locality, Callback done) {
+  Job job;
+  job.instance = id;
+  job.kind = JobKind::kExecute;
+  job.locality = locality;
+  job.command = std::move(command);
+  Shard* shard = route(id);
+  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kUnavailable, "instance has no engine", done);
+  submit(*shard, std::move(job), std::move(done));
+}
+
+void Engine::power_on(const Uuid& id, Callback done) {
+  Job job;
+  job.instance = id;
+  job.kind = JobKind::kPowerOn;
+  Shard* shard = route(id);
+  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kUnavailable, "instance has no engine", done);
+  submit(*shard, std::move(job), std::move(done));
+}
+
+void Engine::snapshot(const Uuid& id, Callback done) {
+  Job job;
+  job.instance = id;
+  job.kind = JobKind::kSnapshot;
+  Shard* shard = route(id);
+  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kUnavailable, "instance has no engine", done);
+  submit(*shard, std::move(job), std::move(done));
+}
+
+void Engine::detach(const Uuid& id, Callback done) {
+  Job job;
+  job.instance = id;
+  job.kind = JobKind::kDetach;
+  Shard* shard = route(id);
+  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kNotFound, "instance has no engine", done);
+  routes_.erase(id);
+  slot_of(shard)->stats.instances--;
+  submit(*shard, std::move(job), std::move(done));
+}
+
+void Engine::cancel(const Uuid& id, Callback done) {
+  Job job;
+  job.instance = id;
+  job.kind = JobKind::kCancel;
+  Shard* shard = route(id);
+  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kNotFound, "instance has no engine", done);
+  submit(*shard, std::move(job), std::move(done));
+}
+
+void Engine::on_completion(Completion&& done) {
+  auto it = callbacks_.find(done.id);
+  if (it == callbacks_.end()) return;  // a worker answered a job already failed
+  PendingJob pending = std::move(it->second);
+  callbacks_.erase(it);
+  if (auto o = outstanding_.find(pending.instance); o != outstanding_.end() && --o->second == 0) outstanding_.erase(o);
+  if (ShardSlot* slot = slot_of(pending.shard)) {
+    slot->stats.outstanding--;
+    slot->stats.jobs++;
+    if (done.swapped) {
+      slot->stats.swaps++;
+      slot->stats.swap_us_total += done.timing.load_us;
+    }
+  }
+  pending.callback(std::move(done));
+}
+
+void Engine::on_worker_exit(ProcessShard& worker, const std::string& why) {
+  // Fail every job still waiting on this worker, then forget the instances
+  // it hosted: the daemon restores them from their saved state.
+  std::vector<JobId> failed;
+  for (const auto& [id, pending] : callbacks_) {
+    if (pending.shard == &worker) failed.push_back(id);
+  }
+  for (JobId id : failed) {
+    Completion c;
+    c.id = id;
+    c.instance = callbacks_[id].instance;
+    c.error = ErrorCode::kUnavailable;
+    c.message = worker.name() + " " + why;
+    on_completion(std::move(c));
+  }
+  std::vector<Uuid> lost;
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    if (it->second == &worker) {
+      lost.push_back(it->first);
+      it = routes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // The slot stays until the loop is idle: we are inside the worker's own
+  // callback, so it cannot be destroyed here.
+  if (ShardSlot* slot = slot_of(&worker)) {
+    slot->stats.instances = 0;
+    slot->dead = true;
+  }
+  for (const Uuid& id : lost) on_lost_(id, worker.name() + " " + why);
+}
+
+std::size_t Engine::outstanding(const Uuid& id) const {
+  auto it = outstanding_.find(id);
+  return it == outstanding_.end() ? 0 : it->second;
+}
+
+std::string Engine::placement(const Uuid& id) const {
+  Shard* shard = route(id);
+  return shard == nullptr ? std::string() : shard->name();
+}
+
+std::vector<ShardStats> Engine::stats() const {
+  std::vector<ShardStats> out;
+  for (const auto& slot : shards_) {
+    if (slot.dead) continue;
+    out.push_back(slot.stats);
+  }
+  return out;
+}
+
+}  // namespace vtpm::engine

@@ -1,0 +1,104 @@
+// The engine as the reactor sees it: places instances on shards and routes
+// jobs to them, matching completions back to their callbacks.
+//
+// Placement: TPM 2.0 instances share the daemon's engine thread (a swap
+// costs ~50 us). TPM 1.2 instances go to vtpmd-engine worker processes, one
+// instance per worker while workers are below the configured maximum, so a
+// busy TPM 1.2 guest stays loaded; above it, 1.2 instances share workers,
+// which then time-slice them (see Multiplexer). With workers disabled, 1.2
+// instances share the engine thread too.
+//
+// Thread affinity: loop thread only. Callbacks run on the loop thread,
+// exactly once per accepted job.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proto/engine_messages.h"
+#include "src/engine/multiplexer.h"
+#include "src/engine/process_shard.h"
+#include "src/engine/thread_shard.h"
+
+namespace vtpm::engine {
+
+struct EngineOptions {
+  MultiplexerOptions multiplexer;
+  std::string worker_path;            // vtpmd-engine executable
+  std::size_t tpm12_workers_max = 64; // 0: TPM 1.2 shares the engine thread
+};
+
+struct ShardStats {
+  std::string name;
+  int pid = 0;  // 0 for the engine thread
+  std::uint64_t instances = 0;
+  std::uint64_t jobs = 0;
+  std::uint64_t swaps = 0;
+  std::uint64_t swap_us_total = 0;
+  std::uint64_t outstanding = 0;
+};
+
+class Engine {
+ public:
+  using Callback = std::function<void(Completion&&)>;
+  // Told when a worker dies with instances on it: their unsaved volatile
+  // state is gone (a power loss), and they are no longer placed anywhere.
+  using LostSink = std::function<void(const Uuid&, const std::string& why)>;
+
+  Engine(uv_loop_t* loop, EngineOptions options, LostSink on_lost);
+  ~Engine();
+
+  void attach(const Uuid& id, const InstanceParams& params, StateBlobs blobs, Callback done);
+  void execute(const Uuid& id, Bytes command, std::uint8_t locality, Callback done);
+  void power_on(const Uuid& id, Callback done);
+  void snapshot(const Uuid& id, Callback done);
+  void detach(const Uuid& id, Callback done);
+  void cancel(const Uuid& id, Callback done);
+
+  // Jobs accepted for `id` whose callback has not run yet.
+  std::size_t outstanding(const Uuid& id) const;
+  std::size_t outstanding_total() const { return callbacks_.size(); }
+  std::string placement(const Uuid& id) const;
+  std::vector<ShardStats> stats() const;
+
+ private:
+  struct ShardSlot {
+    std::unique_ptr<Shard> shard;
+    ShardStats stats;
+    bool dead = false;  // worker exited; kept until shutdown, never chosen
+  };
+  struct PendingJob {
+    Callback callback;
+    Uuid instance;
+    Shard* shard;
+  };
+
+  void submit(Shard& shard, Job job, Callback done);
+  void on_completion(Completion&& done);
+  Shard& place(const Uuid& id, TpmVersion version);
+  Shard* route(const Uuid& id) const;
+  ShardSlot* slot_of(const Shard* shard);
+  Shard* spawn_worker();
+  void on_worker_exit(ProcessShard& worker, const std::string& why);
+  void reply_error(Job job, ErrorCode code, std::string message, Callback& done);
+
+  uv_loop_t* loop_;
+  EngineOptions options_;
+  LostSink on_lost_;
+  std::vector<ShardSlot> shards_;  // [0] is the engine thread
+  std::unordered_map<Uuid, Shard*> routes_;
+  std::unordered_map<Uuid, std::size_t> outstanding_;
+  std::map<JobId, PendingJob> callbacks_;
+  JobId next_job_ = 1;
+  std::size_t next_worker_number_ = 1;
+};
+
+}  // namespace vtpm::engine

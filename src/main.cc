@@ -1,0 +1,35 @@
+// vtpmd: one process hosting many virtual TPMs. See docs/ARCHITECTURE.md.
+#include <sys/prctl.h>
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "src/core/config.h"
+#include "src/core/daemon.h"
+#include "src/core/log.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  auto command_line = vtpm::parse_command_line(args);
+  if (!command_line) {
+    std::fprintf(stderr, "vtpmd: %s\n%s", command_line.error().message.c_str(), vtpm::usage_text());
+    return 2;
+  }
+  if (command_line->help) {
+    std::fputs(vtpm::usage_text(), stdout);
+    return 0;
+  }
+  if (command_line->version) {
+    std::printf("vtpmd %s\n", VTPMD_VERSION);
+    return 0;
+  }
+  // Writes to vanished peers must fail with EPIPE, not kill the daemon.
+  std::signal(SIGPIPE, SIG_IGN);
+  // Instance secrets live in this process's memory: keep them out of cores.
+  prctl(PR_SET_DUMPABLE, 0);
+  vtpm::Logger log(command_line->config.log_level);
+  vtpm::Daemon daemon(std::move(command_line->config), log);
+  return daemon.run();
+}

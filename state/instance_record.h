@@ -1,0 +1,34 @@
+// What vtpmd keeps on disk for one instance: its identity and settings and
+// the libtpms blobs. This is the interim, unsealed record; the sealed blob
+// format (AES-GCM under a key sealed to the root of trust) replaces the
+// encoding, not this struct. Pure: no I/O.
+//
+// Encoding: "VTPMREC1", u32 metadata length, metadata (JSON), then three
+// u32-length-prefixed blobs (permanent, volatile, save state), then a
+// SHA-256 over everything before it, so truncation and bit rot are caught.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "proto/engine_messages.h"
+#include "proto/result.h"
+#include "proto/uuid.h"
+
+namespace vtpm::state {
+
+struct InstanceRecord {
+  Uuid uuid;
+  TpmVersion version = TpmVersion::k20;
+  std::int64_t created_unix = 0;
+  bool auto_startup = false;
+  std::uint32_t max_command_size = 4096;
+  bool powered_on = true;
+  engine::StateBlobs blobs;
+};
+
+std::vector<std::uint8_t> encode_record(const InstanceRecord& record);
+Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes);
+
+}  // namespace vtpm::state
