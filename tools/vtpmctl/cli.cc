@@ -1,0 +1,283 @@
+#include "tools/vtpmctl/cli.h"
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <iterator>
+#include <map>
+#include <vector>
+
+#include "proto/hex.h"
+#include "proto/uuid.h"
+
+namespace vtpm::ctl {
+namespace {
+
+using Args = std::span<const std::string_view>;
+using control::Json;
+
+Error usage(std::string message) { return make_error(ErrorCode::kInvalidArgument, std::move(message)); }
+
+std::string in_quotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+std::optional<long long> parse_integer(std::string_view text) {
+  long long value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+Result<std::optional<std::chrono::milliseconds>> parse_timeout(std::string_view text) {
+  double seconds = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(seconds) ||
+      seconds < 0 || seconds > 1e6) {
+    return usage("--timeout: expected a number of seconds between 0 and 1000000, got " + in_quotes(text));
+  }
+  if (seconds == 0) return std::optional<std::chrono::milliseconds>();
+  const auto ms = static_cast<long long>(std::ceil(seconds * 1000));
+  return std::optional<std::chrono::milliseconds>(std::chrono::milliseconds(ms));
+}
+
+Result<std::string> parse_uuid(std::string_view text) {
+  auto uuid = Uuid::parse(text);
+  if (!uuid) return usage(uuid.error().message);
+  return uuid->to_string();
+}
+
+// ---- flags ----------------------------------------------------------------
+
+struct FlagSpec {
+  std::string_view name;  // with the leading "--"
+  bool takes_value;
+};
+
+struct SplitArgs {
+  std::vector<std::string_view> positional;
+  std::map<std::string, std::string, std::less<>> flags;  // switches map to ""
+};
+
+bool looks_like_flag(std::string_view arg) { return arg.size() > 1 && arg.front() == '-'; }
+
+// Separates `args` into positional arguments and the flags in `allowed`
+// ("--name value" or "--name=value"); anything else that looks like a flag
+// is a usage error.
+Result<SplitArgs> split_flags(std::string_view command, Args args, std::span<const FlagSpec> allowed) {
+  SplitArgs out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string_view arg = args[i];
+    if (!looks_like_flag(arg)) {
+      out.positional.push_back(arg);
+      continue;
+    }
+    const std::string_view name = arg.substr(0, arg.find('='));
+    const FlagSpec* spec = nullptr;
+    for (const FlagSpec& candidate : allowed) {
+      if (candidate.name == name) spec = &candidate;
+    }
+    if (spec == nullptr) return usage("unknown option " + in_quotes(name) + " for '" + std::string(command) + "'");
+    if (!spec->takes_value) {
+      if (name.size() != arg.size()) return usage("option " + in_quotes(name) + " takes no value");
+      out.flags[std::string(name)] = "";
+    } else if (name.size() != arg.size()) {
+      out.flags[std::string(name)] = std::string(arg.substr(name.size() + 1));
+    } else if (i + 1 < args.size()) {
+      out.flags[std::string(name)] = std::string(args[++i]);
+    } else {
+      return usage("option " + in_quotes(name) + " needs a value");
+    }
+  }
+  return out;
+}
+
+Status expect_positional(std::string_view command, const SplitArgs& split, std::size_t count, std::string_view what) {
+  if (split.positional.size() < count) return usage("'" + std::string(command) + "' needs " + std::string(what));
+  if (split.positional.size() > count) {
+    return usage("unexpected argument " + in_quotes(split.positional[count]) + " for '" + std::string(command) + "'");
+  }
+  return Status::success();
+}
+
+// ---- commands ---------------------------------------------------------------
+
+Result<Json> parse_no_args(std::string_view command, Args args, std::istream&) {
+  auto split = split_flags(command, args, {});
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 0, "no arguments"); !s) return s.error();
+  return Json::object();
+}
+
+Result<Json> parse_uuid_only(std::string_view command, Args args, std::istream&) {
+  auto split = split_flags(command, args, {});
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  return Json{{"uuid", *uuid}};
+}
+
+Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 4> kFlags = {
+      {{"--uuid", true}, {"--tpm", true}, {"--auto-startup", false}, {"--max-command-size", true}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 0, "no positional arguments"); !s) return s.error();
+  Json params = Json::object();
+  const auto& flags = split->flags;
+  if (auto it = flags.find("--uuid"); it != flags.end()) {
+    auto uuid = parse_uuid(it->second);
+    if (!uuid) return uuid.error();
+    params["uuid"] = *uuid;
+  }
+  if (auto it = flags.find("--tpm"); it != flags.end()) {
+    if (it->second != "2.0" && it->second != "1.2") return usage("--tpm: expected 2.0 or 1.2, got " + in_quotes(it->second));
+    params["tpm"] = it->second;
+  }
+  if (flags.contains("--auto-startup")) params["auto_startup"] = true;
+  if (auto it = flags.find("--max-command-size"); it != flags.end()) {
+    const auto size = parse_integer(it->second);
+    if (!size || *size <= 0 || *size > (1LL << 31)) {
+      return usage("--max-command-size: expected a positive number of bytes, got " + in_quotes(it->second));
+    }
+    params["max_command_size"] = *size;
+  }
+  return params;
+}
+
+Result<Json> parse_remove(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 1> kFlags = {{{"--force", false}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  return Json{{"uuid", *uuid}, {"force", split->flags.contains("--force")}};
+}
+
+Result<Json> parse_power(std::string_view command, Args args, std::istream&) {
+  auto split = split_flags(command, args, {});
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 2, "a UUID and an action (on, off or reset)"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  const std::string_view action = split->positional[1];
+  if (action != "on" && action != "off" && action != "reset") {
+    return usage("power: expected on, off or reset, got " + in_quotes(action));
+  }
+  return Json{{"uuid", *uuid}, {"action", action}};
+}
+
+// The command hex from the arguments after the UUID (concatenated) or, for
+// a single "-", from `in`; returned normalised (lower case, no spaces).
+Result<std::string> read_command_hex(std::span<const std::string_view> pieces, std::istream& in) {
+  std::string text;
+  if (pieces.size() == 1 && pieces[0] == "-") {
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } else {
+    for (std::string_view piece : pieces) {
+      if (piece == "-") return usage("exec: '-' (read hex from stdin) must be the only HEX argument");
+      text += piece;
+    }
+  }
+  auto bytes = from_hex(text);
+  if (!bytes) return usage("exec: bad command " + bytes.error().message);
+  if (bytes->empty()) return usage("exec: the TPM command is empty");
+  return to_hex(*bytes);
+}
+
+Result<Json> parse_exec(std::string_view command, Args args, std::istream& in) {
+  static constexpr std::array<FlagSpec, 1> kFlags = {{{"--locality", true}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (split->positional.size() < 2) return usage("'exec' needs a UUID and the command as HEX (or '-')");
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  auto hex = read_command_hex(std::span(split->positional).subspan(1), in);
+  if (!hex) return hex.error();
+  Json params{{"uuid", *uuid}, {"command", *hex}};
+  if (auto it = split->flags.find("--locality"); it != split->flags.end()) {
+    const auto locality = parse_integer(it->second);
+    if (!locality || *locality < 0 || *locality > 4) return usage("--locality: expected 0..4, got " + in_quotes(it->second));
+    params["locality"] = *locality;
+  }
+  return params;
+}
+
+using CommandParser = Result<Json> (*)(std::string_view, Args, std::istream&);
+
+struct CommandSpec {
+  std::string_view name;
+  CommandParser parse;
+};
+
+constexpr std::array<CommandSpec, 9> kCommands = {{
+    {"add", parse_add},
+    {"remove", parse_remove},
+    {"list", parse_no_args},
+    {"show", parse_uuid_only},
+    {"status", parse_no_args},
+    {"hello", parse_no_args},
+    {"exec", parse_exec},
+    {"power", parse_power},
+    {"cancel", parse_uuid_only},
+}};
+
+// ---- global options -----------------------------------------------------------
+
+// Applies the global options (anywhere on the line) to `inv`; returns the rest.
+Result<std::vector<std::string_view>> take_globals(Args args, Invocation& inv) {
+  std::vector<std::string_view> rest;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string_view arg = args[i];
+    const std::string_view name = arg.substr(0, arg.find('='));
+    const bool inline_value = name.size() != arg.size();
+    if (arg == "-h" || arg == "--help") {
+      inv.action = Invocation::Action::kHelp;
+    } else if (arg == "--version") {
+      inv.action = Invocation::Action::kVersion;
+    } else if (arg == "--json") {
+      inv.json = true;
+    } else if (name == "--socket" || name == "--timeout") {
+      if (!inline_value && i + 1 >= args.size()) return usage("option " + in_quotes(name) + " needs a value");
+      const std::string_view value = inline_value ? arg.substr(name.size() + 1) : args[++i];
+      if (name == "--socket") {
+        if (value.empty()) return usage("--socket: the path is empty");
+        inv.socket_path = value;
+      } else {
+        auto timeout = parse_timeout(value);
+        if (!timeout) return timeout.error();
+        inv.timeout = *timeout;
+      }
+    } else {
+      rest.push_back(arg);
+    }
+  }
+  return rest;
+}
+
+}  // namespace
+
+Result<Invocation> parse_command_line(Args args, const char* env_socket, std::istream& in) {
+  Invocation inv;
+  if (env_socket != nullptr && *env_socket != '\0') inv.socket_path = env_socket;
+  auto rest = take_globals(args, inv);
+  if (!rest) return rest.error();
+  if (inv.action != Invocation::Action::kRun) return inv;
+  if (rest->empty()) return usage("missing command");
+  const std::string_view command = rest->front();
+  if (command == "help") {
+    inv.action = Invocation::Action::kHelp;
+    return inv;
+  }
+  for (const CommandSpec& spec : kCommands) {
+    if (spec.name != command) continue;
+    auto params = spec.parse(command, std::span(*rest).subspan(1), in);
+    if (!params) return params.error();
+    inv.method = command;
+    inv.params = std::move(*params);
+    return inv;
+  }
+  return usage("unknown command " + in_quotes(command));
+}
+
+}  // namespace vtpm::ctl

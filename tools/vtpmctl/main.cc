@@ -1,0 +1,80 @@
+// vtpmctl: command-line client of vtpmd's JSON control socket.
+// Exit status: 0 success, 1 daemon error, 2 usage error, 3 transport failure.
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <string_view>
+#include <vector>
+
+#include "proto/result.h"
+#include "tools/vtpmctl/cli.h"
+#include "tools/vtpmctl/client.h"
+#include "tools/vtpmctl/format.h"
+#include "tools/vtpmctl/usage.h"
+
+#ifndef VTPMD_VERSION
+#define VTPMD_VERSION "unknown"
+#endif
+
+namespace vtpm::ctl {
+namespace {
+
+enum ExitCode : int { kOk = 0, kDaemonError = 1, kUsageError = 2, kTransportError = 3 };
+
+int fail(ExitCode code, std::string_view message) {
+  std::cerr << "vtpmctl: " << message << "\n";
+  if (code == kUsageError) std::cerr << "Try 'vtpmctl --help' for more information.\n";
+  return code;
+}
+
+int run_request(const Invocation& inv) {
+  const ClientOptions options{inv.socket_path, inv.timeout};
+  auto response = call(options, inv.method, inv.params);
+  if (!response) return fail(kTransportError, response.error().message);
+  if (!response->ok) {
+    const Error& error = response->error;
+    return fail(kDaemonError, std::string(error_code_name(error.code)) + ": " + error.message);
+  }
+  if (inv.json) {
+    std::cout << format_json(response->result);
+    return kOk;
+  }
+  auto text = format_human(inv.method, response->result);
+  if (!text) return fail(kTransportError, inv.socket_path + ": malformed response: " + text.error().message);
+  std::cout << *text;
+  return kOk;
+}
+
+int run(int argc, char** argv) {
+  const std::vector<std::string_view> args(argv + 1, argv + argc);
+  auto inv = parse_command_line(args, std::getenv("VTPMD_SOCKET"), std::cin);
+  if (!inv) return fail(kUsageError, inv.error().message);
+  switch (inv->action) {
+    case Invocation::Action::kHelp:
+      std::cout << usage_text();
+      return kOk;
+    case Invocation::Action::kVersion:
+      std::cout << "vtpmctl " << VTPMD_VERSION << "\n";
+      return kOk;
+    case Invocation::Action::kRun:
+      break;
+  }
+  const int code = run_request(*inv);
+  std::cout.flush();
+  if (!std::cout) return fail(kTransportError, "cannot write the output");
+  return code;
+}
+
+}  // namespace
+}  // namespace vtpm::ctl
+
+int main(int argc, char** argv) {
+  try {
+    return vtpm::ctl::run(argc, argv);
+  } catch (const std::exception& e) {
+    // Only reachable on a result shaped unlike the protocol says (a JSON
+    // type error) or out of memory.
+    std::cerr << "vtpmctl: " << e.what() << "\n";
+    return 3;
+  }
+}

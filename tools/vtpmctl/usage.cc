@@ -1,0 +1,41 @@
+#include "tools/vtpmctl/usage.h"
+
+namespace vtpm::ctl {
+
+std::string_view usage_text() {
+  return R"(Usage: vtpmctl [OPTIONS] COMMAND [ARGS...]
+
+Command-line client of the vtpmd control socket.
+
+Options (accepted before or after the command):
+  --socket PATH       control socket (default: $VTPMD_SOCKET, else /run/vtpmd/control.sock)
+  --json              print the daemon's result as JSON (pretty-printed)
+  --timeout SECONDS   give up after SECONDS without an answer (default 60; 0 waits forever)
+  -h, --help          print this help and exit
+  --version           print the version and exit
+
+Commands:
+  add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N]
+                      create an instance and print its UUID (U=$(vtpmctl add))
+  remove U [--force]  delete an instance; --force cancels its pending commands
+  list                list all instances
+  show U              show one instance
+  status              show the daemon's status and engine shards
+  hello               show the daemon's name, version and protocol
+  exec U HEX... [--locality N]
+                      run one TPM command and print the response as hex; the HEX
+                      may be split over several arguments, or '-' reads it from stdin
+  power U on|off|reset
+                      power an instance on or off, or power-cycle it
+  cancel U            cancel queued commands and abort the running one
+  help                print this help
+
+Exit status:
+  0  success
+  1  the daemon returned an error (printed as "vtpmctl: CODE: MESSAGE")
+  2  usage error: bad option or argument, invalid UUID or hex
+  3  cannot connect, connection lost, timeout or malformed response
+)";
+}
+
+}  // namespace vtpm::ctl

@@ -1,0 +1,125 @@
+// Unit tests of vtpmctl's argument parsing and output formatting (no I/O).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <sstream>
+#include <vector>
+
+#include "tools/vtpmctl/cli.h"
+#include "tools/vtpmctl/format.h"
+#include "tools/vtpmctl/table.h"
+
+using vtpm::ctl::Invocation;
+using vtpm::control::Json;
+
+namespace {
+
+constexpr const char* kUuid = "6F1C2B3A-1234-4abc-8def-0123456789ab";
+constexpr const char* kUuidLower = "6f1c2b3a-1234-4abc-8def-0123456789ab";
+
+vtpm::Result<Invocation> parse(std::vector<std::string_view> args, const char* env = nullptr,
+                               std::string stdin_text = "") {
+  std::istringstream in(stdin_text);
+  return vtpm::ctl::parse_command_line(args, env, in);
+}
+
+}  // namespace
+
+TEST_CASE("global options and socket precedence") {
+  auto inv = parse({"list"});
+  REQUIRE(inv);
+  CHECK(inv->socket_path == "/run/vtpmd/control.sock");
+  CHECK(inv->timeout == std::chrono::milliseconds(60000));
+  CHECK(parse({"list"}, "/env.sock")->socket_path == "/env.sock");
+  CHECK(parse({"--socket", "/flag.sock", "list"}, "/env.sock")->socket_path == "/flag.sock");
+  CHECK(parse({"list", "--socket=/x.sock", "--json"})->json);
+  CHECK(parse({"--timeout", "0.5", "list"})->timeout == std::chrono::milliseconds(500));
+  CHECK_FALSE(parse({"--timeout", "0", "list"})->timeout.has_value());
+  CHECK_FALSE(parse({"--timeout", "-1", "list"}));
+  CHECK_FALSE(parse({"--timeout"}));
+  CHECK(parse({"--help"})->action == Invocation::Action::kHelp);
+  CHECK(parse({"help", "exec"})->action == Invocation::Action::kHelp);
+  CHECK(parse({"--version"})->action == Invocation::Action::kVersion);
+  CHECK_FALSE(parse({}));
+  CHECK_FALSE(parse({"frobnicate"}));
+}
+
+TEST_CASE("add") {
+  auto inv = parse({"add", "--uuid", kUuid, "--tpm=1.2", "--auto-startup", "--max-command-size", "8192"});
+  REQUIRE(inv);
+  CHECK(inv->method == "add");
+  CHECK(inv->params == Json{{"uuid", kUuidLower}, {"tpm", "1.2"}, {"auto_startup", true}, {"max_command_size", 8192}});
+  CHECK(parse({"add"})->params == Json::object());
+  CHECK_FALSE(parse({"add", "--uuid", "nope"}));
+  CHECK_FALSE(parse({"add", "--tpm", "3.0"}));
+  CHECK_FALSE(parse({"add", "--max-command-size", "12k"}));
+  CHECK_FALSE(parse({"add", "--auto-startup=yes"}));
+  CHECK_FALSE(parse({"add", "extra"}));
+  CHECK_FALSE(parse({"add", "--force"}));
+}
+
+TEST_CASE("uuid commands") {
+  CHECK(parse({"remove", kUuid})->params == Json{{"uuid", kUuidLower}, {"force", false}});
+  CHECK(parse({"remove", "--force", kUuid})->params["force"] == true);
+  CHECK(parse({"show", kUuid})->params == Json{{"uuid", kUuidLower}});
+  CHECK(parse({"cancel", kUuid})->method == "cancel");
+  CHECK_FALSE(parse({"show"}));
+  CHECK_FALSE(parse({"show", kUuid, kUuid}));
+  CHECK_FALSE(parse({"show", "{6f1c2b3a-1234-4abc-8def-0123456789ab}"}));
+  CHECK(parse({"power", kUuid, "reset"})->params["action"] == "reset");
+  CHECK_FALSE(parse({"power", kUuid, "cycle"}));
+  CHECK_FALSE(parse({"power", kUuid}));
+}
+
+TEST_CASE("exec hex") {
+  auto inv = parse({"exec", kUuid, "80 01", "00", "00000C", "00000144", "00", "00", "--locality", "3"});
+  REQUIRE(inv);
+  CHECK(inv->params["command"] == "80010000000c000001440000");
+  CHECK(inv->params["locality"] == 3);
+  auto piped = parse({"exec", kUuid, "-"}, nullptr, "80 01 00 00 00 0c\n00 00 01 44 00 00\n");
+  REQUIRE(piped);
+  CHECK(piped->params["command"] == "80010000000c000001440000");
+  CHECK_FALSE(parse({"exec", kUuid}));
+  CHECK_FALSE(parse({"exec", kUuid, "8"}));
+  CHECK_FALSE(parse({"exec", kUuid, "zz"}));
+  CHECK_FALSE(parse({"exec", kUuid, "-"}, nullptr, ""));
+  CHECK_FALSE(parse({"exec", kUuid, "80", "-"}));
+  CHECK_FALSE(parse({"exec", kUuid, "8001", "--locality", "5"}));
+}
+
+TEST_CASE("table alignment") {
+  vtpm::ctl::Table table({{"A"}, {"NUM", vtpm::ctl::Align::kRight}, {"LAST"}});
+  table.add_row({"long-name", "7", "x"});
+  table.add_row({"b", "1234"});
+  CHECK(table.render() == "A           NUM  LAST\nlong-name     7  x\nb          1234\n");
+}
+
+TEST_CASE("human output") {
+  const Json instance = {{"uuid", kUuidLower}, {"tpm", "2.0"}, {"state", "running"}, {"power", "on"},
+                         {"engine", "engine-thread"}, {"channels", Json::array()},
+                         {"counters", {{"commands", 3}, {"errors", 0}, {"last_command", nullptr}}}};
+  const std::string details = vtpm::ctl::format_instance_details(instance);
+  CHECK(details.rfind(std::string("uuid: ") + kUuidLower + "\n", 0) == 0);
+  CHECK(details.find("counters.commands: 3\n") != std::string::npos);
+  CHECK(details.find("counters.last_command: -\n") != std::string::npos);
+  CHECK(details.find("channels: []\n") != std::string::npos);
+  const std::string table = vtpm::ctl::format_instance_table({{"instances", {instance}}});
+  CHECK(table.rfind("UUID", 0) == 0);
+  CHECK(table.find("engine-thread") != std::string::npos);
+  CHECK(*vtpm::ctl::format_human("add", instance) == std::string(kUuidLower) + "\n");
+  CHECK(*vtpm::ctl::format_human("exec", {{"response", "8001"}, {"rc", 0}}) == "8001\n");
+  CHECK_FALSE(vtpm::ctl::format_human("exec", {{"rc", 0}}));
+  CHECK(vtpm::ctl::format_duration(3723) == "1h 02m 03s");
+  CHECK(vtpm::ctl::format_duration(59) == "59s");
+  CHECK(vtpm::ctl::format_json({{"a", 1}}) == "{\n  \"a\": 1\n}\n");
+}
+
+TEST_CASE("status tolerates missing fields") {
+  const std::string text = vtpm::ctl::format_status(Json::object());
+  CHECK(text.find("daemon:      vtpmd - (pid -)") != std::string::npos);
+  CHECK(text.find("AVG SWAP us") != std::string::npos);
+  const Json shard = {{"name", "s0"}, {"pid", 12}, {"instances", 2}, {"jobs", 10}, {"swaps", 4},
+                      {"swap_us_total", 1000}, {"outstanding", 0}};
+  const std::string with_shard = vtpm::ctl::format_status({{"engine", {{"shards", {shard}}}}});
+  CHECK(with_shard.find("250") != std::string::npos);
+}
