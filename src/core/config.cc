@@ -50,6 +50,10 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     auto n = parse_uint(value, key, 0, 60000);
     if (!n) return n.error();
     c.tpm12_slice_ms = *n;
+  } else if (key == "tpm12_linger_ms" || key == "tpm12-linger-ms") {
+    auto n = parse_uint(value, key, 0, 1000);
+    if (!n) return n.error();
+    c.tpm12_linger_ms = *n;
   } else if (key == "default_max_command_size" || key == "default-max-command-size") {
     auto n = parse_uint(value, key, 1024, 65536);
     if (!n) return n.error();
@@ -135,6 +139,8 @@ const char* usage_text() {
          "  --engine-worker PATH          vtpmd-engine executable (default: beside vtpmd)\n"
          "  --tpm12-workers-max N         worker processes for TPM 1.2 instances (default 64, 0 = none)\n"
          "  --tpm12-slice-ms N            how long a busy TPM 1.2 instance keeps a shared engine (default 500)\n"
+         "  --tpm12-linger-ms N           how long a shared engine waits for a busy TPM 1.2 guest's next\n"
+         "                                command before switching instance (default 5)\n"
          "  --default-max-command-size N  TPM buffer size of new instances (default 4096)\n"
          "  --version, --help\n";
 }

@@ -55,6 +55,7 @@ Status Daemon::start() {
   options.worker_path = engine_worker_path();
   options.tpm12_workers_max = config_.tpm12_workers_max;
   options.multiplexer.tpm12_slice = std::chrono::milliseconds(config_.tpm12_slice_ms);
+  options.multiplexer.tpm12_linger = std::chrono::milliseconds(config_.tpm12_linger_ms);
   engine_ = std::make_unique<engine::Engine>(&loop_, options, [this](const Uuid& id, const std::string& why) {
     if (!shutting_down_) service_->recover_lost(id, why);
   });

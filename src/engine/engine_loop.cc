@@ -61,6 +61,13 @@ void EngineLoop::run() {
     }
     drain_inbox();
     if (!mux_.has_work()) continue;
+    if (auto hold = mux_.hold_until()) {
+      // Give the lingering TPM 1.2 guest a moment to send its next command
+      // before paying a ~200 ms swap; any new job ends the wait early.
+      std::unique_lock lock(mutex_);
+      wake_.wait_until(lock, *hold, [&] { return stopping_ || !inbox_.empty(); });
+      continue;
+    }
     // Which instance runs next is decided by the multiplexer; record it so
     // that a concurrent cancel can reach the running command.
     Completion done = mux_.run_next([&](const Uuid& id) {

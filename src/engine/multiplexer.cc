@@ -66,6 +66,17 @@ Uuid Multiplexer::pick_next() {
   return id;
 }
 
+std::optional<Clock::time_point> Multiplexer::hold_until() const {
+  if (!loaded_ || options_.tpm12_slice.count() == 0 || options_.tpm12_linger.count() == 0) return std::nullopt;
+  auto it = hosted_.find(*loaded_);
+  if (it == hosted_.end() || it->second.params.version != TpmVersion::k12 || !it->second.queue.empty()) {
+    return std::nullopt;
+  }
+  const auto until = std::min(last_finish_ + options_.tpm12_linger, slice_start_ + options_.tpm12_slice);
+  if (Clock::now() >= until) return std::nullopt;
+  return until;
+}
+
 Completion Multiplexer::run_next(const std::function<void(const Uuid&)>& on_start) {
   const Uuid id = pick_next();
   if (on_start) on_start(id);
@@ -77,6 +88,7 @@ Completion Multiplexer::run_next(const std::function<void(const Uuid&)>& on_star
   if (!hosted.queue.empty()) ready_.push_back(id);
   ++stats_.jobs;
   Completion done = run_job(id, hosted, std::move(pending));
+  last_finish_ = Clock::now();
   // Detached instances are forgotten once their queue drains.
   auto it = hosted_.find(id);
   if (it != hosted_.end() && !it->second.attached && it->second.queue.empty()) hosted_.erase(it);

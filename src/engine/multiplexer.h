@@ -30,6 +30,10 @@ struct MultiplexerOptions {
   // How long a loaded TPM 1.2 instance keeps the engine while it has queued
   // jobs and others wait. Zero means strict one-command round-robin.
   std::chrono::microseconds tpm12_slice{std::chrono::milliseconds(500)};
+  // A guest sends one command at a time: between two commands its queue is
+  // briefly empty. Within its slice, a loaded TPM 1.2 instance that ran a
+  // command this recently keeps the engine (others wait) for its next one.
+  std::chrono::microseconds tpm12_linger{std::chrono::milliseconds(5)};
 };
 
 struct MultiplexerStats {
@@ -52,6 +56,9 @@ class Multiplexer {
   // completions for them (the running job, if any, is the caller's).
   std::vector<Completion> cancel_queued(const Uuid& instance);
   bool has_work() const { return !ready_.empty(); }
+  // When set, the engine should wait (until then, or until a job arrives)
+  // before run_next(): the loaded TPM 1.2 instance is lingering.
+  std::optional<Clock::time_point> hold_until() const;
   // Runs the next job by the round-robin rule. `on_start` learns which
   // instance runs before libtpms is entered. REQUIRES: has_work().
   Completion run_next(const std::function<void(const Uuid&)>& on_start = {});
@@ -91,6 +98,7 @@ class Multiplexer {
   std::deque<Uuid> ready_;  // instances with queued jobs, round-robin order
   std::optional<Uuid> loaded_;
   Clock::time_point slice_start_{};
+  Clock::time_point last_finish_{};
   MultiplexerStats stats_;
 };
 

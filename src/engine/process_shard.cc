@@ -13,14 +13,16 @@ ProcessShard::~ProcessShard() {
   if (pid_ > 0 && process_.live()) uv_process_kill(process_.get(), SIGTERM);
 }
 
-Status ProcessShard::start(const std::string& worker_path, std::chrono::microseconds tpm12_slice) {
+Status ProcessShard::start(const std::string& worker_path, const MultiplexerOptions& mux) {
   uv_pipe_init(loop_, pipe_.get(), 0);
   pipe_.mark_live();
   pipe_.get()->data = this;
 
-  std::string slice_arg = "--tpm12-slice-us=" + std::to_string(tpm12_slice.count());
+  std::string slice_arg = "--tpm12-slice-us=" + std::to_string(mux.tpm12_slice.count());
+  std::string linger_arg = "--tpm12-linger-us=" + std::to_string(mux.tpm12_linger.count());
   std::string name_arg = "--name=" + name_;
-  std::vector<char*> args = {const_cast<char*>(worker_path.c_str()), slice_arg.data(), name_arg.data(), nullptr};
+  std::vector<char*> args = {const_cast<char*>(worker_path.c_str()), slice_arg.data(), linger_arg.data(),
+                             name_arg.data(), nullptr};
 
   // fd 0 is the job pipe (a socketpair); stderr is shared so that worker
   // log lines reach the daemon's log.

@@ -11,6 +11,7 @@
 
 #include "proto/result.h"
 #include "src/core/uv_handle.h"
+#include "src/engine/multiplexer.h"
 #include "src/engine/shard.h"
 
 namespace vtpm::engine {
@@ -22,7 +23,7 @@ class ProcessShard final : public Shard {
   ProcessShard(uv_loop_t* loop, std::string name, CompletionSink sink, ExitSink on_exit);
   ~ProcessShard() override;  // closes the pipe; the worker exits on EOF
 
-  Status start(const std::string& worker_path, std::chrono::microseconds tpm12_slice);
+  Status start(const std::string& worker_path, const MultiplexerOptions& options);
   void submit(Job job) override;
   const std::string& name() const override { return name_; }
   int pid() const { return pid_; }

@@ -72,6 +72,8 @@ int main(int argc, char** argv) {
     std::string_view arg(argv[i]);
     if (arg.starts_with("--tpm12-slice-us=")) {
       options.tpm12_slice = std::chrono::microseconds(std::stoll(std::string(arg.substr(17))));
+    } else if (arg.starts_with("--tpm12-linger-us=")) {
+      options.tpm12_linger = std::chrono::microseconds(std::stoll(std::string(arg.substr(18))));
     } else if (arg.starts_with("--name=")) {
       name = std::string(arg.substr(7));
     } else {
