@@ -108,18 +108,23 @@ LoadedRecords FileStore::load_all() const {
     const std::string name = entry->d_name;
     if (name.size() <= std::strlen(kSuffix) || !name.ends_with(kSuffix)) continue;
     const std::string path = directory_ + "/" + name;
+    auto named = Uuid::parse(name.substr(0, name.size() - std::strlen(kSuffix)));
+    auto reject = [&](const std::string& why) {
+      loaded.failures.push_back(path + ": " + why);
+      if (named) loaded.unreadable.emplace_back(*named, path + ": " + why);
+    };
     auto bytes = read_file(path);
     if (!bytes) {
-      loaded.failures.push_back(path + ": " + bytes.error().message);
+      reject(bytes.error().message);
       continue;
     }
     auto record = decode_record(*bytes);
     if (!record) {
-      loaded.failures.push_back(path + ": " + record.error().message);
+      reject(record.error().message);
       continue;
     }
     if (name != record->uuid.to_string() + kSuffix) {
-      loaded.failures.push_back(path + ": file name does not match the UUID inside (" + record->uuid.to_string() + ")");
+      reject("file name does not match the UUID inside (" + record->uuid.to_string() + ")");
       continue;
     }
     loaded.records.push_back(std::move(*record));

@@ -17,6 +17,10 @@ struct LoadedRecords {
   // Files that could not be read or decoded: "<file>: <why>". They are left
   // in place for an operator to inspect; the instance is not re-created.
   std::vector<std::string> failures;
+  // UUIDs (from the file names) of the unreadable files, in the same order
+  // as `failures` where the file name is a UUID. The daemon keeps these
+  // UUIDs reserved so that nothing is re-created over the evidence.
+  std::vector<std::pair<Uuid, std::string>> unreadable;
 };
 
 class FileStore {

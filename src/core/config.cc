@@ -107,9 +107,16 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     if (!arg.starts_with("--")) return invalid("unexpected argument '" + arg + "'");
     std::string name = arg.substr(2);
     std::string value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
+    const auto eq = name.find('=');
+    if (eq != std::string::npos) name.resize(eq);
+    if (name != "config") {
+      Config probe;
+      if (Status s = set_key(name, "", probe); !s && s.error().message.starts_with("unknown setting")) {
+        return invalid("unknown flag --" + name);
+      }
+    }
+    if (eq != std::string::npos) {
+      value = arg.substr(2 + eq + 1);
     } else if (i + 1 < args.size()) {
       value = args[++i];
     } else {

@@ -90,6 +90,7 @@ void Daemon::restore_instances() {
     log_.error("cannot load instance state, left untouched for inspection: " + failure);
   }
   for (auto& record : loaded.records) service_->restore(std::move(record));
+  for (const auto& [id, why] : loaded.unreadable) service_->quarantine(id, why);
   log_.info("restored " + std::to_string(loaded.records.size()) + " instance(s) from " + config_.state_dir +
             (loaded.failures.empty() ? "" : ", " + std::to_string(loaded.failures.size()) + " unreadable"));
 }

@@ -130,7 +130,11 @@ void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality,
     i->counters.last_command_unix_ms = now_unix_ms();
     if (!c.ok) {
       i->counters.errors++;
-      if (c.error == ErrorCode::kCorrupt || c.error == ErrorCode::kTpmFailure) {
+      if (c.error == ErrorCode::kCorrupt && !i->failed) {
+        i->failed = true;
+        i->failure = c.message;
+        log_.error(id, "quarantined: " + c.message);
+      } else if (c.error == ErrorCode::kTpmFailure) {
         log_.error(id, "command failed: " + c.message);
       }
       return done(from_completion(c));
@@ -153,6 +157,11 @@ void Service::power(const Uuid& id, PowerAction action, InstanceCallback done) {
   if (!found) return done(found.error());
   Instance& instance = **found;
   if (instance.removing) return done(make_error(ErrorCode::kNotFound, "instance is being removed"));
+  if (instance.saved.permanent.empty()) {
+    // Quarantined at start-up: its file is evidence; nothing may replace it.
+    return done(make_error(ErrorCode::kCorrupt, "instance " + id.to_string() + " has no loadable state (" +
+                                                    instance.failure + "); remove it or restore its state file"));
+  }
   if (action == PowerAction::kOff) {
     instance.power = PowerState::kOff;
     persist(instance);
@@ -232,6 +241,15 @@ void Service::restore(state::InstanceRecord record) {
   Instance& restored = **added;
   restored.saved.volatile_state.clear();
   if (resumed) persist(restored);
+}
+
+void Service::quarantine(const Uuid& id, const std::string& why) {
+  Instance instance;
+  instance.uuid = id;
+  instance.failed = true;
+  instance.failure = why;
+  if (auto added = registry_.add(std::move(instance)); !added) return;
+  log_.error(id, "quarantined at start-up: " + why);
 }
 
 void Service::recover_lost(const Uuid& id, const std::string& why) {

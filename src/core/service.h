@@ -57,6 +57,9 @@ class Service {
   // any, resumes; the record is then rewritten without it so that a later
   // crash cannot roll PCRs back to this point).
   void restore(state::InstanceRecord record);
+  // Start-up: a state file that exists but cannot be read. The instance is
+  // listed as failed so that its UUID cannot be re-created over the file.
+  void quarantine(const Uuid& id, const std::string& why);
   // A worker died under this instance: restart it from its saved state.
   void recover_lost(const Uuid& id, const std::string& why);
   // Shutdown: snapshot every instance after its queued commands and save

@@ -104,7 +104,7 @@ Completion Multiplexer::run_job(const Uuid& id, Hosted& hosted, Pending pending)
   Job& job = pending.job;
   if (job.kind == JobKind::kAttach) return attach(id, hosted, job, std::move(done));
   if (!hosted.attached) return fail(std::move(done), ErrorCode::kNotFound, "instance is not hosted by this engine");
-  if (hosted.failed && job.kind != JobKind::kDetach) {
+  if (hosted.failed && job.kind != JobKind::kDetach && job.kind != JobKind::kPowerOn) {
     return fail(std::move(done), ErrorCode::kCorrupt, "instance state failed to load; instance is quarantined");
   }
   switch (job.kind) {
@@ -128,6 +128,9 @@ Status Multiplexer::ensure_loaded(const Uuid& id, Hosted& hosted, Completion& do
   if (loaded_ == id) return Status::success();
   const auto start = Clock::now();
   unload_current();
+  // Without volatile state the TPM comes up as after _TPM_Init (power-on,
+  // or a restore after a crash): that is when auto-startup applies.
+  const bool cold = hosted.blobs.volatile_state.empty();
   Status status = tpm_.load(hosted.params, &hosted.blobs);
   const std::uint64_t cost = micros_since(start);
   done.timing.load_us += cost;
@@ -140,10 +143,12 @@ Status Multiplexer::ensure_loaded(const Uuid& id, Hosted& hosted, Completion& do
   }
   if (!status) {
     hosted.failed = true;
-    return status;
+    return make_error(ErrorCode::kCorrupt, "state could not be loaded: " + status.error().message);
   }
+  hosted.failed = false;
   loaded_ = id;
   slice_start_ = Clock::now();
+  if (cold) return run_auto_startup(hosted);
   return Status::success();
 }
 
@@ -217,10 +222,9 @@ Completion Multiplexer::power_on(const Uuid& id, Hosted& hosted, Completion done
     loaded_.reset();
   }
   hosted.blobs.volatile_state.clear();
-  if (Status s = ensure_loaded(id, hosted, done); !s) return fail(std::move(done), s.error().code, s.error().message);
-  Status startup = run_auto_startup(hosted);
+  Status loaded = ensure_loaded(id, hosted, done);  // cold: runs auto-startup
   collect_nv_changes(hosted, done);
-  if (!startup) return fail(std::move(done), startup.error().code, startup.error().message);
+  if (!loaded) return fail(std::move(done), loaded.error().code, loaded.error().message);
   done.ok = true;
   return done;
 }
