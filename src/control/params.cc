@@ -1,5 +1,7 @@
 #include "src/control/params.h"
 
+#include <limits>
+
 namespace vtpm::control {
 namespace {
 
@@ -42,8 +44,11 @@ Result<std::optional<std::int64_t>> int_param(const Json& params, const char* na
   auto it = params.find(name);
   if (it == params.end() || it->is_null()) return std::optional<std::int64_t>();
   if (!it->is_number_integer()) return invalid(std::string("parameter '") + name + "' must be an integer");
+  // An unsigned value above INT64_MAX would wrap to a negative one.
+  const bool too_big = it->is_number_unsigned() &&
+                       it->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
   const auto v = it->get<std::int64_t>();
-  if (v < min || v > max) {
+  if (too_big || v < min || v > max) {
     return invalid(std::string("parameter '") + name + "' must be in " + std::to_string(min) + ".." +
                    std::to_string(max));
   }

@@ -14,14 +14,11 @@ Error invalid(const std::string& message) { return make_error(ErrorCode::kInvali
 
 Result<std::uint32_t> parse_uint(const std::string& text, const std::string& what, std::uint32_t min,
                                  std::uint32_t max) {
-  std::size_t used = 0;
-  unsigned long value = 0;
-  try {
-    value = std::stoul(text, &used, 10);
-  } catch (...) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || value < min || value > max) {
+  // Digits only: std::stoul would accept signs and spaces, and wrap negatives.
+  const bool digits = !text.empty() && text.size() <= 10 &&
+                      text.find_first_not_of("0123456789") == std::string::npos;
+  const unsigned long long value = digits ? std::stoull(text) : 0;
+  if (!digits || value < min || value > max) {
     return invalid(what + " must be an integer in " + std::to_string(min) + ".." + std::to_string(max) + ", got '" +
                    text + "'");
   }
