@@ -142,3 +142,37 @@ inline Bytes tail(const Bytes& response, std::size_t n) {
 }
 
 }  // namespace vtpm::testing
+
+namespace vtpm::testing {
+
+// CreatePrimary RSA-2048 restricted decryption key (slow: key generation).
+// Primary keys are derived deterministically; a different `unique` byte
+// gives a different key (and a different amount of prime searching).
+inline Bytes tpm2_create_primary_rsa2048(std::uint8_t unique = 0) {
+  Bytes p = start(tpm::kTpm2StSessions, 0x131);
+  tpm::append_u32(p, 0x40000001);
+  append_password_session(p);
+  tpm::append_u16(p, 4);
+  tpm::append_u16(p, 0);
+  tpm::append_u16(p, 0);
+  Bytes pub;
+  tpm::append_u16(pub, 0x0001);      // RSA
+  tpm::append_u16(pub, 0x000B);      // sha256 name
+  tpm::append_u32(pub, 0x00030072);  // restricted decryption key
+  tpm::append_u16(pub, 0);
+  tpm::append_u16(pub, 0x0006);  // AES-128-CFB
+  tpm::append_u16(pub, 128);
+  tpm::append_u16(pub, 0x0043);
+  tpm::append_u16(pub, 0x0010);  // scheme NULL
+  tpm::append_u16(pub, 2048);
+  tpm::append_u32(pub, 0);       // default exponent
+  tpm::append_u16(pub, 1);       // unique: one byte
+  pub.push_back(unique);
+  tpm::append_u16(p, static_cast<std::uint16_t>(pub.size()));
+  p.insert(p.end(), pub.begin(), pub.end());
+  tpm::append_u16(p, 0);
+  tpm::append_u32(p, 0);
+  return finish(p);
+}
+
+}  // namespace vtpm::testing
