@@ -10,7 +10,7 @@ BUILD_DIR=${1:-build}
 [ $# -gt 0 ] && shift
 
 PACKAGES="meson ninja-build pkg-config g++ python3 procps
-libuv1-dev libtpms-dev libmbedtls-dev nlohmann-json3-dev doctest-dev
+libuv1-dev libtpms-dev libmbedtls-dev libssl-dev nlohmann-json3-dev doctest-dev
 swtpm swtpm-tools tpm2-tools"
 
 missing=""

@@ -51,6 +51,9 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     auto n = parse_uint(value, key, 0, 1000);
     if (!n) return n.error();
     c.tpm12_linger_ms = *n;
+  } else if (key == "tpm12_selftest_key_cache" || key == "tpm12-selftest-key-cache") {
+    if (value != "on" && value != "off") return invalid(key + " must be \"on\" or \"off\", got '" + value + "'");
+    c.tpm12_selftest_key_cache = value == "on";
   } else if (key == "default_max_command_size" || key == "default-max-command-size") {
     auto n = parse_uint(value, key, 1024, 65536);
     if (!n) return n.error();
@@ -145,6 +148,9 @@ const char* usage_text() {
          "  --tpm12-slice-ms N            how long a busy TPM 1.2 instance keeps a shared engine (default 500)\n"
          "  --tpm12-linger-ms N           how long a shared engine waits for a busy TPM 1.2 guest's next\n"
          "                                command before switching instance (default 5)\n"
+         "  --tpm12-selftest-key-cache on|off\n"
+         "                                reuse one real key for TPM 1.2's per-restore RSA self-test, making\n"
+         "                                a TPM 1.2 swap ~9 ms instead of ~200 ms (default on)\n"
          "  --default-max-command-size N  TPM buffer size of new instances (default 4096)\n"
          "  --version, --help\n";
 }

@@ -23,6 +23,7 @@ struct Config {
   std::uint32_t tpm12_workers_max = 64; // 0: TPM 1.2 instances share the engine thread
   std::uint32_t tpm12_slice_ms = 500;   // residency slice of a busy TPM 1.2 instance
   std::uint32_t tpm12_linger_ms = 5;    // wait for a busy TPM 1.2 guest's next command
+  bool tpm12_selftest_key_cache = true;  // see src/engine/libtpms_selftest_key.cc
   // Defaults for new instances
   std::uint32_t default_max_command_size = 4096;
 };

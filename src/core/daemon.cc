@@ -56,6 +56,7 @@ Status Daemon::start() {
   options.tpm12_workers_max = config_.tpm12_workers_max;
   options.multiplexer.tpm12_slice = std::chrono::milliseconds(config_.tpm12_slice_ms);
   options.multiplexer.tpm12_linger = std::chrono::milliseconds(config_.tpm12_linger_ms);
+  options.multiplexer.tpm12_selftest_key_cache = config_.tpm12_selftest_key_cache;
   engine_ = std::make_unique<engine::Engine>(&loop_, options, [this](const Uuid& id, const std::string& why) {
     if (!shutting_down_) service_->recover_lost(id, why);
   });
@@ -138,7 +139,8 @@ int Daemon::run() {
     return 1;
   }
   log_.info(std::string("vtpmd ") + VTPMD_VERSION + " ready: control socket " + config_.control_socket +
-            ", state " + config_.state_dir + ", TPM 1.2 workers up to " + std::to_string(config_.tpm12_workers_max));
+            ", state " + config_.state_dir + ", TPM 1.2 workers up to " + std::to_string(config_.tpm12_workers_max) +
+            (config_.tpm12_selftest_key_cache ? "" : ", TPM 1.2 self-test key cache off"));
   uv_run(&loop_, UV_RUN_DEFAULT);
   return exit_code_;
 }

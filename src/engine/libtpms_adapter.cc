@@ -1,5 +1,7 @@
 #include "src/engine/libtpms_adapter.h"
 
+#include "src/engine/libtpms_selftest_key.h"
+
 #include <libtpms/tpm_error.h>
 #include <libtpms/tpm_library.h>
 #include <libtpms/tpm_nvfilename.h>
@@ -127,7 +129,9 @@ Status LibtpmsAdapter::load(const InstanceParams& params, StateBlobs* blobs) {
   g_state.suppress_stores = restoring;
   g_state.permanent_changed = false;
   g_state.save_state_changed = false;
+  selftest_key_cache_restoring(restoring && params.version == TpmVersion::k12);
   const TPM_RESULT rc = TPMLIB_MainInit();
+  selftest_key_cache_restoring(false);
   g_state.suppress_stores = false;
   if (rc != TPM_SUCCESS) {
     TPMLIB_Terminate();

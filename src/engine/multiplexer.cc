@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "proto/tpm_packet.h"
+#include "src/engine/libtpms_selftest_key.h"
 
 namespace vtpm::engine {
 namespace {
@@ -21,7 +22,9 @@ Completion fail(Completion done, ErrorCode code, std::string message) {
 
 }  // namespace
 
-Multiplexer::Multiplexer(LibtpmsAdapter& tpm, MultiplexerOptions options) : tpm_(tpm), options_(options) {}
+Multiplexer::Multiplexer(LibtpmsAdapter& tpm, MultiplexerOptions options) : tpm_(tpm), options_(options) {
+  selftest_key_cache_enable(options_.tpm12_selftest_key_cache);
+}
 
 void Multiplexer::enqueue(Job job, Clock::time_point received) {
   const Uuid id = job.instance;

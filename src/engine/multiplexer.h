@@ -34,6 +34,9 @@ struct MultiplexerOptions {
   // briefly empty. Within its slice, a loaded TPM 1.2 instance that ran a
   // command this recently keeps the engine (others wait) for its next one.
   std::chrono::microseconds tpm12_linger{std::chrono::milliseconds(5)};
+  // Reuse one genuinely generated key for TPM 1.2's per-restore RSA
+  // self-test (see libtpms_selftest_key.cc): swaps cost ~9 ms, not ~200.
+  bool tpm12_selftest_key_cache = true;
 };
 
 struct MultiplexerStats {

@@ -20,9 +20,10 @@ Status ProcessShard::start(const std::string& worker_path, const MultiplexerOpti
 
   std::string slice_arg = "--tpm12-slice-us=" + std::to_string(mux.tpm12_slice.count());
   std::string linger_arg = "--tpm12-linger-us=" + std::to_string(mux.tpm12_linger.count());
+  std::string cache_arg = std::string("--tpm12-selftest-key-cache=") + (mux.tpm12_selftest_key_cache ? "1" : "0");
   std::string name_arg = "--name=" + name_;
   std::vector<char*> args = {const_cast<char*>(worker_path.c_str()), slice_arg.data(), linger_arg.data(),
-                             name_arg.data(), nullptr};
+                             cache_arg.data(), name_arg.data(), nullptr};
 
   // fd 0 is the job pipe (a socketpair); stderr is shared so that worker
   // log lines reach the daemon's log.

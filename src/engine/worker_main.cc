@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
       options.tpm12_slice = std::chrono::microseconds(std::stoll(std::string(arg.substr(17))));
     } else if (arg.starts_with("--tpm12-linger-us=")) {
       options.tpm12_linger = std::chrono::microseconds(std::stoll(std::string(arg.substr(18))));
+    } else if (arg.starts_with("--tpm12-selftest-key-cache=")) {
+      options.tpm12_selftest_key_cache = arg.substr(27) == "1";
     } else if (arg.starts_with("--name=")) {
       name = std::string(arg.substr(7));
     } else {

@@ -32,6 +32,7 @@ struct Scenario {
   std::size_t workers_max;
   std::chrono::milliseconds slice;
   double seconds;
+  bool key_cache = true;
 };
 
 struct Outcome {
@@ -59,6 +60,7 @@ class Bench {
     options.worker_path = worker_;
     options.tpm12_workers_max = s.workers_max;
     options.multiplexer.tpm12_slice = s.slice;
+    options.multiplexer.tpm12_selftest_key_cache = s.key_cache;
     Outcome out;
     {
       Engine engine(&loop_, options, [](const Uuid&, const std::string&) {});
@@ -181,6 +183,7 @@ int main(int argc, char** argv) {
       {"2.0 x1000 interleaved", v2, 1000, 64, milliseconds(500), seconds},
       {"1.2 x1 (own worker)", v1, 1, 64, milliseconds(500), seconds},
       {"1.2 x10 (own workers)", v1, 10, 64, milliseconds(500), seconds},
+      {"1.2 x10 one engine, no residency, no key cache", v1, 10, 0, milliseconds(0), seconds, false},
       {"1.2 x10 one engine, no residency", v1, 10, 0, milliseconds(0), seconds},
       {"1.2 x10 one engine, 500 ms slice + linger", v1, 10, 0, milliseconds(500), seconds},
       {"1.2 x1000 on 64 workers, 500 ms slice", v1, 1000, 64, milliseconds(500), std::max(seconds, 10.0)},
@@ -189,7 +192,7 @@ int main(int argc, char** argv) {
     scenarios.erase(scenarios.begin() + 2);  // 2.0 x1000
     scenarios.pop_back();                    // 1.2 x1000
   }
-  std::printf("%-40s %10s %10s %8s %12s %10s %10s\n", "scenario", "cmds", "cmds/s", "swaps", "swap avg us",
+  std::printf("%-46s %10s %10s %8s %12s %10s %10s\n", "scenario", "cmds", "cmds/s", "swaps", "swap avg us",
               "p50 us", "p99 us");
   nlohmann::json results = nlohmann::json::array();
   Bench bench(worker);
@@ -198,12 +201,12 @@ int main(int argc, char** argv) {
     const double rate = o.seconds > 0 ? static_cast<double>(o.commands) / o.seconds : 0;
     const auto p50 = percentile(o.latencies_us, 0.50);
     const auto p99 = percentile(o.latencies_us, 0.99);
-    std::printf("%-40s %10llu %10.0f %8llu %12.1f %10llu %10llu\n", s.name.c_str(),
+    std::printf("%-46s %10llu %10.0f %8llu %12.1f %10llu %10llu\n", s.name.c_str(),
                 static_cast<unsigned long long>(o.commands), rate, static_cast<unsigned long long>(o.swaps),
                 o.swap_us_avg, static_cast<unsigned long long>(p50), static_cast<unsigned long long>(p99));
     std::fflush(stdout);
     results.push_back({{"scenario", s.name}, {"tpm", vtpm::tpm_version_name(s.version)}, {"instances", s.instances},
-                       {"workers_max", s.workers_max}, {"slice_ms", s.slice.count()}, {"commands", o.commands},
+                       {"workers_max", s.workers_max}, {"slice_ms", s.slice.count()}, {"selftest_key_cache", s.key_cache}, {"commands", o.commands},
                        {"seconds", o.seconds}, {"commands_per_s", rate}, {"swaps", o.swaps},
                        {"swap_us_avg", o.swap_us_avg}, {"latency_p50_us", p50}, {"latency_p99_us", p99}});
   }
