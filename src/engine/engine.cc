@@ -94,54 +94,37 @@ void Engine::attach(const Uuid& id, const InstanceParams& params, StateBlobs blo
   submit(shard, std::move(job), std::move(done));
 }
 
-void Engine::execute(const Uuid& id, Bytes command, std::uint8_t locality, Callback done) {
+void Engine::route_job(const Uuid& id, JobKind kind, Callback done, Bytes command, std::uint8_t locality) {
   Job job;
   job.instance = id;
-  job.kind = JobKind::kExecute;
-  job.locality = locality;
+  job.kind = kind;
   job.command = std::move(command);
+  job.locality = locality;
   Shard* shard = route(id);
-  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kUnavailable, "instance has no engine", done);
+  if (shard == nullptr) {
+    const ErrorCode code = kind == JobKind::kExecute || kind == JobKind::kPowerOn || kind == JobKind::kSnapshot
+                               ? ErrorCode::kUnavailable
+                               : ErrorCode::kNotFound;
+    return reply_error(std::move(job), code, "instance has no engine", done);
+  }
+  if (kind == JobKind::kDetach) {
+    routes_.erase(id);
+    slot_of(shard)->stats.instances--;
+  }
   submit(*shard, std::move(job), std::move(done));
 }
 
-void Engine::power_on(const Uuid& id, Callback done) {
-  Job job;
-  job.instance = id;
-  job.kind = JobKind::kPowerOn;
-  Shard* shard = route(id);
-  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kUnavailable, "instance has no engine", done);
-  submit(*shard, std::move(job), std::move(done));
+void Engine::execute(const Uuid& id, Bytes command, std::uint8_t locality, Callback done) {
+  route_job(id, JobKind::kExecute, std::move(done), std::move(command), locality);
 }
 
-void Engine::snapshot(const Uuid& id, Callback done) {
-  Job job;
-  job.instance = id;
-  job.kind = JobKind::kSnapshot;
-  Shard* shard = route(id);
-  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kUnavailable, "instance has no engine", done);
-  submit(*shard, std::move(job), std::move(done));
-}
+void Engine::power_on(const Uuid& id, Callback done) { route_job(id, JobKind::kPowerOn, std::move(done)); }
 
-void Engine::detach(const Uuid& id, Callback done) {
-  Job job;
-  job.instance = id;
-  job.kind = JobKind::kDetach;
-  Shard* shard = route(id);
-  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kNotFound, "instance has no engine", done);
-  routes_.erase(id);
-  slot_of(shard)->stats.instances--;
-  submit(*shard, std::move(job), std::move(done));
-}
+void Engine::snapshot(const Uuid& id, Callback done) { route_job(id, JobKind::kSnapshot, std::move(done)); }
 
-void Engine::cancel(const Uuid& id, Callback done) {
-  Job job;
-  job.instance = id;
-  job.kind = JobKind::kCancel;
-  Shard* shard = route(id);
-  if (shard == nullptr) return reply_error(std::move(job), ErrorCode::kNotFound, "instance has no engine", done);
-  submit(*shard, std::move(job), std::move(done));
-}
+void Engine::detach(const Uuid& id, Callback done) { route_job(id, JobKind::kDetach, std::move(done)); }
+
+void Engine::cancel(const Uuid& id, Callback done) { route_job(id, JobKind::kCancel, std::move(done)); }
 
 void Engine::on_completion(Completion&& done) {
   auto it = callbacks_.find(done.id);

@@ -82,6 +82,8 @@ class Engine {
   };
 
   void submit(Shard& shard, Job job, Callback done);
+  // Sends a job to the shard hosting `id`, or fails it if there is none.
+  void route_job(const Uuid& id, JobKind kind, Callback done, Bytes command = {}, std::uint8_t locality = 0);
   void on_completion(Completion&& done);
   Shard& place(const Uuid& id, TpmVersion version);
   Shard* route(const Uuid& id) const;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "proto/tpm_packet.h"
+#include "proto/uuid.h"
 
 namespace vtpm::testing {
 
@@ -135,6 +136,14 @@ inline Bytes tpm12_get_random(std::uint32_t n) {
   Bytes p = start(tpm::kTpm12TagRquCommand, 0x46);
   tpm::append_u32(p, n);
   return finish(p);
+}
+
+// A distinct UUID per (family, n) so that test files do not collide.
+inline Uuid test_uuid(std::uint8_t family, std::uint8_t n) {
+  Uuid::Bytes b{};
+  b[0] = family;
+  b[15] = n;
+  return Uuid(b);
 }
 
 inline Bytes tail(const Bytes& response, std::size_t n) {

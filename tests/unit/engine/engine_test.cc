@@ -16,12 +16,7 @@ namespace {
 
 using namespace vtpm::testing;
 
-Uuid make_id(std::uint8_t n) {
-  Uuid::Bytes b{};
-  b[0] = 0x20;
-  b[15] = n;
-  return Uuid(b);
-}
+Uuid make_id(std::uint8_t n) { return test_uuid(0x20, n); }
 
 class LoopFixture {
  public:
