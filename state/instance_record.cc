@@ -35,7 +35,8 @@ std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
                                {"created", r.created_unix},
                                {"auto_startup", r.auto_startup},
                                {"max_command_size", r.max_command_size},
-                               {"powered_on", r.powered_on}};
+                               {"powered_on", r.powered_on},
+                               {"channels", r.channels}};
   const std::string text = meta.dump();
   std::vector<std::uint8_t> out(std::begin(kMagic), std::end(kMagic));
   append_blob(out, std::vector<std::uint8_t>(text.begin(), text.end()));
@@ -83,6 +84,7 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
     r.auto_startup = meta.at("auto_startup").get<bool>();
     r.max_command_size = meta.at("max_command_size").get<std::uint32_t>();
     r.powered_on = meta.at("powered_on").get<bool>();
+    r.channels = meta.value("channels", std::string());
   } catch (const nlohmann::json::exception& e) {
     return corrupt(std::string("metadata field missing or mistyped: ") + e.what());
   }

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "proto/engine_messages.h"
@@ -25,6 +26,7 @@ struct InstanceRecord {
   bool auto_startup = false;
   std::uint32_t max_command_size = 4096;
   bool powered_on = true;
+  std::string channels;  // guest-channel configuration (JSON text, opaque here); empty: none
   engine::StateBlobs blobs;
 };
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <ctime>
 
 #include "proto/hex.h"
@@ -34,16 +35,22 @@ std::int64_t now_unix() {
 }
 
 // Wraps a Service callback that yields an instance into a JSON reply.
-Service::InstanceCallback reply_instance(const Service& service, Handlers::Reply reply) {
-  return [&service, reply = std::move(reply)](Result<const Instance*> r) {
+Service::InstanceCallback reply_instance(const Service& service, const swtpm::SwtpmBackend& swtpm,
+                                         Handlers::Reply reply) {
+  return [&service, &swtpm, reply = std::move(reply)](Result<const Instance*> r) {
     if (!r) return reply(r.error());
-    reply(Handlers::instance_json(**r, service));
+    reply(Handlers::instance_json(**r, service, swtpm));
   };
 }
 
+// Endpoint parameters that `add` accepts besides its own.
+constexpr const char* kEndpointKeys[] = {"swtpm_path", "swtpm_port", "ctrl", "data", "ctrl_port", "data_port", "bind",
+                                         "mode"};
+
 }  // namespace
 
-Json Handlers::instance_json(const Instance& i, const Service& service) {
+Json Handlers::instance_json(const Instance& i, const Service& service, const swtpm::SwtpmBackend& swtpm) {
+  const swtpm::EndpointSpec* spec = swtpm.spec_of(i.uuid);
   Json j = {{"uuid", i.uuid.to_string()},
             {"tpm", tpm_version_name(i.version)},
             {"created", iso8601(i.created_unix)},
@@ -52,7 +59,7 @@ Json Handlers::instance_json(const Instance& i, const Service& service) {
             {"auto_startup", i.auto_startup},
             {"max_command_size", i.max_command_size},
             {"engine", service.placement(i.uuid)},
-            {"channels", i.channels},
+            {"channels", spec != nullptr ? spec->describe() : std::vector<std::string>{}},
             {"outstanding", service.outstanding(i.uuid)},
             {"counters",
              {{"commands", i.counters.commands},
@@ -70,7 +77,8 @@ void Handlers::dispatch(const std::string& method, const Json& params, Reply rep
   static const std::pair<const char*, Method> kMethods[] = {
       {"hello", &Handlers::hello}, {"status", &Handlers::status}, {"add", &Handlers::add},
       {"remove", &Handlers::remove}, {"list", &Handlers::list},   {"show", &Handlers::show},
-      {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel}};
+      {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel},
+      {"attach", &Handlers::attach}, {"detach", &Handlers::detach}};
   for (const auto& [name, handler] : kMethods) {
     if (method == name) return (this->*handler)(params, std::move(reply));
   }
@@ -107,11 +115,24 @@ void Handlers::status(const Json& params, Reply reply) {
              {"state_dir", facts_.state_dir},
              {"instances", counts},
              {"engine", {{"shards", shards}, {"outstanding", engine_.outstanding_total()}}},
-             {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}}});
+             {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}},
+             {"channels", {{"swtpm_connections", swtpm_.connections()}}}});
 }
 
 void Handlers::add(const Json& params, Reply reply) {
-  if (Status s = only_params(params, {"uuid", "tpm", "auto_startup", "max_command_size"}); !s) return reply(s.error());
+  Json own = Json::object();
+  Json endpoint = Json::object();
+  for (const auto& [key, value] : params.items()) {
+    const bool is_endpoint = std::find(std::begin(kEndpointKeys), std::end(kEndpointKeys), key) != std::end(kEndpointKeys);
+    (is_endpoint ? endpoint : own)[key] = value;
+  }
+  if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size"}); !s) return reply(s.error());
+  std::optional<swtpm::EndpointSpec> spec;
+  if (!endpoint.empty()) {
+    auto parsed = swtpm::EndpointSpec::from_json(endpoint);
+    if (!parsed) return reply(parsed.error());
+    spec = std::move(*parsed);
+  }
   AddOptions options;
   if (params.contains("uuid")) {
     auto id = uuid_param(params);
@@ -130,7 +151,20 @@ void Handlers::add(const Json& params, Reply reply) {
   auto size = int_param(params, "max_command_size", 1024, 65536);
   if (!size) return reply(size.error());
   if (*size) options.max_command_size = static_cast<std::uint32_t>(**size);
-  service_.add(options, reply_instance(service_, std::move(reply)));
+  service_.add(options, [this, spec = std::move(spec), reply = std::move(reply)](Result<const Instance*> r) {
+    if (!r) return reply(r.error());
+    const Uuid id = (*r)->uuid;
+    if (spec) {
+      if (Status s = open_endpoints(id, *spec); !s) {
+        // All or nothing: an instance whose endpoints cannot open is not kept.
+        service_.remove(id, true, [reply, error = s.error()](Status) { reply(error); });
+        return;
+      }
+    }
+    auto shown = service_.show(id);
+    if (!shown) return reply(shown.error());
+    reply(instance_json(**shown, service_, swtpm_));
+  });
 }
 
 void Handlers::remove(const Json& params, Reply reply) {
@@ -139,6 +173,7 @@ void Handlers::remove(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   auto force = bool_param(params, "force");
   if (!force) return reply(force.error());
+  if (service_.show(*id) && swtpm_.spec_of(*id) != nullptr) (void)swtpm_.detach(*id);
   service_.remove(*id, force->value_or(false), [reply = std::move(reply), id = *id](Status s) {
     if (!s) return reply(s.error());
     reply(Json{{"uuid", id.to_string()}});
@@ -149,7 +184,7 @@ void Handlers::list(const Json& params, Reply reply) {
   if (Status s = only_params(params, {}); !s) return reply(s.error());
   Json out = Json::array();
   for (const auto& [id, instance] : service_.registry().all()) {
-    if (!instance.removing) out.push_back(instance_json(instance, service_));
+    if (!instance.removing) out.push_back(instance_json(instance, service_, swtpm_));
   }
   reply(Json{{"instances", out}});
 }
@@ -160,7 +195,7 @@ void Handlers::show(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   auto instance = service_.show(*id);
   if (!instance) return reply(instance.error());
-  reply(instance_json(**instance, service_));
+  reply(instance_json(**instance, service_, swtpm_));
 }
 
 void Handlers::exec(const Json& params, Reply reply) {
@@ -206,7 +241,7 @@ void Handlers::power(const Json& params, Reply reply) {
   } else {
     return reply(make_error(ErrorCode::kInvalidArgument, "parameter 'action' must be \"on\", \"off\" or \"reset\""));
   }
-  service_.power(*id, a, reply_instance(service_, std::move(reply)));
+  service_.power(*id, a, reply_instance(service_, swtpm_, std::move(reply)));
 }
 
 void Handlers::cancel(const Json& params, Reply reply) {
@@ -217,6 +252,31 @@ void Handlers::cancel(const Json& params, Reply reply) {
     if (!s) return reply(s.error());
     reply(Json{{"uuid", id.to_string()}});
   });
+}
+
+Status Handlers::open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec) {
+  if (Status s = swtpm_.attach(id, spec); !s) return s;
+  return service_.set_channel_config(id, spec.to_json().dump());
+}
+
+void Handlers::attach(const Json& params, Reply reply) {
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto spec = swtpm::EndpointSpec::from_json(params);
+  if (!spec) return reply(spec.error());
+  auto instance = service_.show(*id);
+  if (!instance) return reply(instance.error());
+  if (Status s = open_endpoints(*id, *spec); !s) return reply(s.error());
+  reply(instance_json(**service_.show(*id), service_, swtpm_));
+}
+
+void Handlers::detach(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  if (Status s = swtpm_.detach(*id); !s) return reply(s.error());
+  (void)service_.set_channel_config(*id, {});
+  reply(instance_json(**service_.show(*id), service_, swtpm_));
 }
 
 }  // namespace vtpm::control

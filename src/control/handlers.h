@@ -6,6 +6,7 @@
 #include <string>
 
 #include "proto/control_message.h"
+#include "backends/swtpm/swtpm_backend.h"
 #include "src/core/service.h"
 
 namespace vtpm::control {
@@ -20,13 +21,13 @@ class Handlers {
  public:
   using Reply = std::function<void(Result<Json>)>;
 
-  Handlers(Service& service, engine::Engine& engine, DaemonFacts facts)
-      : service_(service), engine_(engine), facts_(std::move(facts)) {}
+  Handlers(Service& service, engine::Engine& engine, swtpm::SwtpmBackend& swtpm, DaemonFacts facts)
+      : service_(service), engine_(engine), swtpm_(swtpm), facts_(std::move(facts)) {}
 
   // Runs `method`; `reply` is called exactly once (maybe synchronously).
   void dispatch(const std::string& method, const Json& params, Reply reply);
 
-  static Json instance_json(const Instance& instance, const Service& service);
+  static Json instance_json(const Instance& instance, const Service& service, const swtpm::SwtpmBackend& swtpm);
 
  private:
   void hello(const Json& params, Reply reply);
@@ -38,9 +39,14 @@ class Handlers {
   void exec(const Json& params, Reply reply);
   void power(const Json& params, Reply reply);
   void cancel(const Json& params, Reply reply);
+  void attach(const Json& params, Reply reply);
+  void detach(const Json& params, Reply reply);
+  // Opens the endpoints and records them so they reopen at start-up.
+  Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 
   Service& service_;
   engine::Engine& engine_;
+  swtpm::SwtpmBackend& swtpm_;
   DaemonFacts facts_;
 };
 

@@ -1,5 +1,7 @@
 #include "src/control/server.h"
 
+#include "src/core/unix_socket.h"
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -15,27 +17,6 @@ namespace {
 constexpr std::size_t kMaxInFlight = 256;
 // Unread responses a client may accumulate before it is disconnected.
 constexpr std::size_t kMaxWriteBacklog = 16 * 1024 * 1024;
-
-bool daemon_answers(const std::string& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  const bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return live;
-}
-
-Status make_parent_directory(const std::string& path) {
-  const auto slash = path.rfind('/');
-  if (slash == std::string::npos || slash == 0) return Status::success();
-  const std::string dir = path.substr(0, slash);
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return make_error(ErrorCode::kIo, "cannot create " + dir + ": " + std::strerror(errno));
-  }
-  return Status::success();
-}
 
 }  // namespace
 
@@ -136,29 +117,20 @@ Server::Server(uv_loop_t* loop, const Logger& log, Handlers& handlers)
 Server::~Server() { close(); }
 
 Status Server::listen(const std::string& path) {
-  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
-    return make_error(ErrorCode::kInvalidArgument, "control socket path too long: " + path);
-  }
-  if (Status s = make_parent_directory(path); !s) return s;
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return make_error(ErrorCode::kAlreadyExists, path + " exists and is not a socket");
-    if (daemon_answers(path)) return make_error(ErrorCode::kAlreadyExists, "another vtpmd is listening on " + path);
-    ::unlink(path.c_str());  // stale, from a daemon that died
-  }
   uv_pipe_init(loop_, listener_.get(), 0);
   listener_.mark_live();
   listener_.get()->data = this;
-  // The socket is born 0600: no window in which others could connect.
-  const mode_t old_mask = ::umask(0177);
-  const int bound = uv_pipe_bind(listener_.get(), path.c_str());
-  ::umask(old_mask);
-  if (bound != 0) return make_error(ErrorCode::kIo, "cannot bind " + path + ": " + uv_strerror(bound));
-  path_ = path;
-  const int rc = uv_listen(listener_.stream(), 128, [](uv_stream_t* s, int status) {
-    if (status == 0) static_cast<Server*>(s->data)->on_connection();
+  Status s = listen_unix(listener_.get(), path, 0600, [](uv_stream_t* server, int status) {
+    if (status == 0) static_cast<Server*>(server->data)->on_connection();
   });
-  if (rc != 0) return make_error(ErrorCode::kIo, "cannot listen on " + path + ": " + uv_strerror(rc));
+  if (!s) {
+    // Keep the wording operators (and tests) know for a second daemon.
+    if (s.error().message.starts_with("another process")) {
+      return make_error(ErrorCode::kAlreadyExists, "another vtpmd is listening on " + path);
+    }
+    return s;
+  }
+  path_ = path;
   return Status::success();
 }
 

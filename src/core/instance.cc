@@ -10,6 +10,7 @@ state::InstanceRecord Instance::record(bool with_volatile) const {
   r.auto_startup = auto_startup;
   r.max_command_size = max_command_size;
   r.powered_on = power == PowerState::kOn;
+  r.channels = channel_config;
   r.blobs.permanent = saved.permanent;
   r.blobs.save_state = saved.save_state;
   if (with_volatile) r.blobs.volatile_state = saved.volatile_state;

@@ -38,7 +38,7 @@ struct Instance {
   // Last known state: permanent is always current (every NV change lands
   // here); volatile only as of the last snapshot.
   engine::StateBlobs saved;
-  std::vector<std::string> channels;
+  std::string channel_config;  // guest channels to reopen at start-up (JSON, backend-defined)
 
   const char* state_name() const { return failed ? "failed" : power == PowerState::kOn ? "running" : "stopped"; }
   engine::InstanceParams params() const { return {version, max_command_size, auto_startup}; }

@@ -178,11 +178,14 @@ void Service::power(const Uuid& id, PowerAction action, InstanceCallback done) {
       return done(from_completion(c));
     }
     note_completion(*i, c);
+    const bool was_off = i->power != PowerState::kOn || i->failed;
     i->power = PowerState::kOn;
     i->failed = false;
     i->failure.clear();
-    persist(*i);
-    log_.info(id, "powered on (TPM reset)");
+    // A reset changes nothing durable (a guest reboot may do it thousands
+    // of times); only a change of the power setting is saved.
+    if (was_off) persist(*i);
+    log_.debug(id, "powered on (TPM reset)");
     done(static_cast<const Instance*>(i));
   };
   if (engine_.placement(id).empty()) {
@@ -206,6 +209,64 @@ void Service::cancel(const Uuid& id, StatusCallback done) {
   });
 }
 
+Status Service::set_channel_config(const Uuid& id, std::string config) {
+  auto found = registry_.get(id);
+  if (!found) return found.error();
+  (*found)->channel_config = std::move(config);
+  persist(**found);
+  return Status::success();
+}
+
+void Service::export_state(const Uuid& id, BlobsCallback done) {
+  auto found = usable(id);
+  if (!found) return done(found.error());
+  engine_.snapshot(id, [done = std::move(done)](engine::Completion&& c) {
+    if (!c.ok) return done(from_completion(c));
+    engine::StateBlobs blobs;
+    blobs.permanent = c.permanent.value_or(engine::Bytes{});
+    blobs.volatile_state = c.volatile_state.value_or(engine::Bytes{});
+    blobs.save_state = c.save_state.value_or(engine::Bytes{});
+    done(std::move(blobs));
+  });
+}
+
+void Service::replace_state(const Uuid& id, std::optional<engine::StateBlobs> blobs,
+                            std::optional<std::uint32_t> max_command_size, InstanceCallback done) {
+  auto found = usable(id);
+  if (!found) return done(found.error());
+  if (blobs && blobs->permanent.empty()) {
+    return done(make_error(ErrorCode::kInvalidArgument, "replacement state has no permanent blob"));
+  }
+  engine_.detach(id, [this, id, blobs = std::move(blobs), max_command_size,
+                      done = std::move(done)](engine::Completion&& detached) mutable {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while its state was replaced"));
+    engine::StateBlobs next;
+    if (blobs) {
+      next = std::move(*blobs);
+    } else {
+      next.permanent = detached.permanent.value_or(i->saved.permanent);
+      next.volatile_state = detached.volatile_state.value_or(engine::Bytes{});
+      next.save_state = detached.save_state.value_or(i->saved.save_state);
+    }
+    if (max_command_size) i->max_command_size = *max_command_size;
+    i->saved.permanent = next.permanent;
+    i->saved.save_state = next.save_state;
+    engine_.attach(id, i->params(), std::move(next), [this, id, done = std::move(done)](engine::Completion&& c) {
+      Instance* again = registry_.find(id);
+      if (again == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while re-hosted"));
+      if (!c.ok) {
+        again->failed = true;
+        again->failure = "replaced state cannot be hosted: " + c.message;
+        log_.error(id, again->failure);
+        return done(from_completion(c));
+      }
+      persist(*again);
+      done(static_cast<const Instance*>(again));
+    });
+  });
+}
+
 Result<const Instance*> Service::show(const Uuid& id) {
   auto found = registry_.get(id);
   if (!found) return found.error();
@@ -220,6 +281,7 @@ void Service::restore(state::InstanceRecord record) {
   instance.auto_startup = record.auto_startup;
   instance.max_command_size = record.max_command_size;
   instance.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
+  instance.channel_config = record.channels;
   instance.saved = record.blobs;
   auto added = registry_.add(std::move(instance));
   if (!added) {

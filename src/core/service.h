@@ -48,6 +48,18 @@ class Service {
   void exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done);
   void power(const Uuid& id, PowerAction action, InstanceCallback done);
   void cancel(const Uuid& id, StatusCallback done);
+
+  // Remembers (and saves) the instance's guest-channel configuration.
+  Status set_channel_config(const Uuid& id, std::string config);
+
+  using BlobsCallback = std::function<void(Result<engine::StateBlobs>)>;
+  // The instance's libtpms state as of now (after its queued commands).
+  void export_state(const Uuid& id, BlobsCallback done);
+  // Re-hosts the instance: with `blobs` when given (a migration's incoming
+  // state; an empty volatile blob means a cold start), else with its own
+  // current state; with a new TPM buffer size when given.
+  void replace_state(const Uuid& id, std::optional<engine::StateBlobs> blobs,
+                     std::optional<std::uint32_t> max_command_size, InstanceCallback done);
   Result<const Instance*> show(const Uuid& id);
   const Registry& registry() const { return registry_; }
   std::size_t outstanding(const Uuid& id) const { return engine_.outstanding(id); }

@@ -38,7 +38,7 @@ class UvHandle {
       return;
     }
     T* raw = handle_.release();
-    raw->data = nullptr;
+    reinterpret_cast<uv_handle_t*>(raw)->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(raw), [](uv_handle_t* h) { std::unique_ptr<T> reclaim(reinterpret_cast<T*>(h)); });
   }
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "src/core/config.h"
-#include "src/core/daemon.h"
+#include "src/daemon/daemon.h"
 #include "src/core/log.h"
 
 int main(int argc, char** argv) {

@@ -1,4 +1,6 @@
-#include "src/core/daemon.h"
+#include "src/daemon/daemon.h"
+
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -30,6 +32,7 @@ Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(lo
 Daemon::~Daemon() {
   server_.reset();
   handlers_.reset();
+  swtpm_.reset();
   service_.reset();
   engine_.reset();
   persister_.reset();
@@ -66,10 +69,12 @@ Status Daemon::start() {
   facts.started_unix =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   facts.connections = [this] { return server_ ? server_->connections() : 0; };
-  handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, facts);
+  swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_);
+  handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, facts);
   server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_);
   restore_instances();
   if (Status s = server_->listen(config_.control_socket); !s) return s;
+  reopen_endpoints();
 
   for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM}, std::pair{&sigint_, SIGINT}}) {
     uv_signal_init(&loop_, handle->get());
@@ -96,6 +101,17 @@ void Daemon::restore_instances() {
             (loaded.failures.empty() ? "" : ", " + std::to_string(loaded.failures.size()) + " unreadable"));
 }
 
+void Daemon::reopen_endpoints() {
+  for (const auto& [id, instance] : registry_.all()) {
+    if (instance.channel_config.empty()) continue;
+    const auto json = nlohmann::json::parse(instance.channel_config, nullptr, false);
+    auto spec = json.is_discarded() ? Result<swtpm::EndpointSpec>(make_error(ErrorCode::kCorrupt, "unreadable"))
+                                    : swtpm::EndpointSpec::from_json(json);
+    Status s = spec ? swtpm_->attach(id, *spec) : Status(spec.error());
+    if (!s) log_.error(id, "cannot reopen guest endpoints: " + s.error().message);
+  }
+}
+
 void Daemon::begin_shutdown(const char* why) {
   if (shutting_down_) {
     log_.warn(std::string(why) + " again during shutdown; still saving state");
@@ -105,6 +121,7 @@ void Daemon::begin_shutdown(const char* why) {
   log_.info(std::string(why) + ": shutting down; finishing queued commands and saving " +
             std::to_string(registry_.size()) + " instance(s)");
   server_->close();
+  swtpm_->close_all();  // guests stop sending; their queued commands still finish
   service_->refuse_new_work();
   uv_timer_init(&loop_, shutdown_deadline_.get());
   shutdown_deadline_.mark_live();

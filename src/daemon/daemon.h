@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "backends/swtpm/swtpm_backend.h"
 #include "src/control/handlers.h"
 #include "src/control/server.h"
 #include "src/core/config.h"
@@ -35,6 +36,7 @@ class Daemon {
  private:
   Status start();
   void restore_instances();
+  void reopen_endpoints();
   void begin_shutdown(const char* why);
   void finish_shutdown();
   std::string engine_worker_path() const;
@@ -47,6 +49,7 @@ class Daemon {
   std::unique_ptr<Persister> persister_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<Service> service_;
+  std::unique_ptr<swtpm::SwtpmBackend> swtpm_;
   std::unique_ptr<control::Handlers> handlers_;
   std::unique_ptr<control::Server> server_;
   UvHandle<uv_signal_t> sigterm_;

@@ -1,0 +1,18 @@
+// Creating a listening Unix socket the way a service should: the parent
+// directory made private if we create it, a live peer on the path refused,
+// a stale socket from a dead process replaced, anything that is not a
+// socket never touched, and the socket born with `mode` (no window).
+#pragma once
+
+#include <uv.h>
+
+#include <string>
+
+#include "proto/result.h"
+
+namespace vtpm {
+
+// REQUIRES: `pipe` initialised with uv_pipe_init. Binds and listens.
+Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_connection_cb on_connection);
+
+}  // namespace vtpm
