@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-build}
 [ $# -gt 0 ] && shift
 sh scripts/setup.sh "$BUILD_DIR" "$@"
+# The QEMU guest (kernel + busybox initramfs) for the end-to-end boot test.
+sh tests/qemu/build-guest.sh >/dev/null
 
 status=0
 meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 1 >"$BUILD_DIR/test-output.txt" 2>&1 || status=$?

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proto/tpm_packet.h"
+
 namespace vtpm::swtpm {
 namespace {
 
@@ -34,12 +36,16 @@ void CtrlConnection::on_data() {
 }
 
 void CtrlConnection::reply(Bytes response) {
+  if (log_.enabled(LogLevel::kDebug)) {
+    log_.debug(session_->id, "swtpm control: replied result " + std::to_string(response.size() >= 4 ? tpm::read_u32(response, 0) : 0));
+  }
   send(std::move(response));
   resume();
 }
 
 void CtrlConnection::handle(const CtrlRequest& q) {
   Session& s = *session_;
+  log_.debug(s.id, std::string("swtpm control: ") + command_name(q.command));
   switch (q.command) {
     case CtrlCommand::kGetCapability: return reply(encode_capability(kCapabilities));
     case CtrlCommand::kInit: return init(q);
@@ -56,6 +62,8 @@ void CtrlConnection::handle(const CtrlRequest& q) {
     case CtrlCommand::kSetLocality:
     case CtrlCommand::kResetTpmEstablished:
       if (q.locality > 4) return reply(encode_result(kBadLocality));
+      // Only localities 3 and 4 may reset the establishment bit (TPM spec).
+      if (q.command == CtrlCommand::kResetTpmEstablished && q.locality < 3) return reply(encode_result(kBadLocality));
       if (q.command == CtrlCommand::kSetLocality) s.locality = q.locality;
       return reply(encode_result(kSuccess));
     case CtrlCommand::kCancelTpmCmd:
@@ -87,7 +95,9 @@ void CtrlConnection::init(const CtrlRequest& q) {
     if (q.init_flags & kInitDeleteVolatile) log_.debug(session_->id, "CMD_INIT: incoming volatile state is used once");
     return service_.replace_state(session_->id, std::move(blobs), std::nullopt, std::move(done));
   }
-  service_.power(session_->id, PowerAction::kReset, std::move(done));
+  // The guest's platform power cycle: its firmware sends TPM Startup, so the
+  // instance's automatic Startup (for clients that never do) is not applied.
+  service_.power(session_->id, PowerAction::kGuestReset, std::move(done));
 }
 
 void CtrlConnection::get_state_blob(const CtrlRequest& q) {

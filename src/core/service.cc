@@ -198,7 +198,7 @@ void Service::power(const Uuid& id, PowerAction action, InstanceCallback done) {
                    });
     return;
   }
-  engine_.power_on(id, std::move(finish));
+  engine_.power_on(id, std::move(finish), action != PowerAction::kGuestReset);
 }
 
 void Service::cancel(const Uuid& id, StatusCallback done) {

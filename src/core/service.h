@@ -32,7 +32,10 @@ struct ExecResult {
   std::uint64_t total_us = 0;
 };
 
-enum class PowerAction { kOn, kOff, kReset };
+// kGuestReset: a power cycle initiated by the guest's platform (a channel's
+// INIT); unlike kReset it never sends the automatic Startup, because the
+// guest's firmware does.
+enum class PowerAction { kOn, kOff, kReset, kGuestReset };
 
 class Service {
  public:

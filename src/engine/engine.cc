@@ -94,10 +94,12 @@ void Engine::attach(const Uuid& id, const InstanceParams& params, StateBlobs blo
   submit(shard, std::move(job), std::move(done));
 }
 
-void Engine::route_job(const Uuid& id, JobKind kind, Callback done, Bytes command, std::uint8_t locality) {
+void Engine::route_job(const Uuid& id, JobKind kind, Callback done, Bytes command, std::uint8_t locality,
+                       bool auto_startup) {
   Job job;
   job.instance = id;
   job.kind = kind;
+  job.params.auto_startup = auto_startup;
   job.command = std::move(command);
   job.locality = locality;
   Shard* shard = route(id);
@@ -118,7 +120,9 @@ void Engine::execute(const Uuid& id, Bytes command, std::uint8_t locality, Callb
   route_job(id, JobKind::kExecute, std::move(done), std::move(command), locality);
 }
 
-void Engine::power_on(const Uuid& id, Callback done) { route_job(id, JobKind::kPowerOn, std::move(done)); }
+void Engine::power_on(const Uuid& id, Callback done, bool auto_startup) {
+  route_job(id, JobKind::kPowerOn, std::move(done), {}, 0, auto_startup);
+}
 
 void Engine::snapshot(const Uuid& id, Callback done) { route_job(id, JobKind::kSnapshot, std::move(done)); }
 

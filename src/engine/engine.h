@@ -58,7 +58,8 @@ class Engine {
 
   void attach(const Uuid& id, const InstanceParams& params, StateBlobs blobs, Callback done);
   void execute(const Uuid& id, Bytes command, std::uint8_t locality, Callback done);
-  void power_on(const Uuid& id, Callback done);
+  // `auto_startup`: whether the instance's automatic Startup may run.
+  void power_on(const Uuid& id, Callback done, bool auto_startup = true);
   void snapshot(const Uuid& id, Callback done);
   void detach(const Uuid& id, Callback done);
   void cancel(const Uuid& id, Callback done);
@@ -83,7 +84,8 @@ class Engine {
 
   void submit(Shard& shard, Job job, Callback done);
   // Sends a job to the shard hosting `id`, or fails it if there is none.
-  void route_job(const Uuid& id, JobKind kind, Callback done, Bytes command = {}, std::uint8_t locality = 0);
+  void route_job(const Uuid& id, JobKind kind, Callback done, Bytes command = {}, std::uint8_t locality = 0,
+                 bool auto_startup = true);
   void on_completion(Completion&& done);
   Shard& place(const Uuid& id, TpmVersion version);
   Shard* route(const Uuid& id) const;

@@ -112,7 +112,7 @@ Completion Multiplexer::run_job(const Uuid& id, Hosted& hosted, Pending pending)
   }
   switch (job.kind) {
     case JobKind::kExecute: return execute(id, hosted, job, std::move(done));
-    case JobKind::kPowerOn: return power_on(id, hosted, std::move(done));
+    case JobKind::kPowerOn: return power_on(id, hosted, job.params.auto_startup, std::move(done));
     case JobKind::kDetach: return detach(id, hosted, std::move(done));
     case JobKind::kSnapshot: return snapshot(id, hosted, std::move(done));
     default: return fail(std::move(done), ErrorCode::kInternal, "job kind not runnable");
@@ -216,7 +216,7 @@ Completion Multiplexer::execute(const Uuid& id, Hosted& hosted, Job& job, Comple
   return done;
 }
 
-Completion Multiplexer::power_on(const Uuid& id, Hosted& hosted, Completion done) {
+Completion Multiplexer::power_on(const Uuid& id, Hosted& hosted, bool allow_auto_startup, Completion done) {
   // _TPM_Init: whatever was volatile (PCRs, sessions, loaded objects) is
   // gone; the TPM restarts from its NV and needs Startup again (Startup
   // STATE resumes if the guest saved state with Shutdown(STATE) first).
@@ -225,7 +225,10 @@ Completion Multiplexer::power_on(const Uuid& id, Hosted& hosted, Completion done
     loaded_.reset();
   }
   hosted.blobs.volatile_state.clear();
-  Status loaded = ensure_loaded(id, hosted, done);  // cold: runs auto-startup
+  const bool configured = hosted.params.auto_startup;
+  hosted.params.auto_startup = configured && allow_auto_startup;
+  Status loaded = ensure_loaded(id, hosted, done);  // cold: runs auto-startup if allowed
+  hosted.params.auto_startup = configured;
   collect_nv_changes(hosted, done);
   if (!loaded) return fail(std::move(done), loaded.error().code, loaded.error().message);
   done.ok = true;

@@ -86,7 +86,7 @@ class Multiplexer {
   Completion run_job(const Uuid& id, Hosted& hosted, Pending pending);
   Completion attach(const Uuid& id, Hosted& hosted, Job& job, Completion done);
   Completion execute(const Uuid& id, Hosted& hosted, Job& job, Completion done);
-  Completion power_on(const Uuid& id, Hosted& hosted, Completion done);
+  Completion power_on(const Uuid& id, Hosted& hosted, bool allow_auto_startup, Completion done);
   Completion detach(const Uuid& id, Hosted& hosted, Completion done);
   Completion snapshot(const Uuid& id, Hosted& hosted, Completion done);
   // Makes `id` the loaded instance; adds the swap cost to `done`.

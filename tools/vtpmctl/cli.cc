@@ -116,9 +116,44 @@ Result<Json> parse_uuid_only(std::string_view command, Args args, std::istream&)
   return Json{{"uuid", *uuid}};
 }
 
+// Guest-channel endpoint options, shared by `add` and `attach`.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 7> kEndpointFlags = {{
+    {"--swtpm-path", "swtpm_path"}, {"--swtpm-port", "swtpm_port"}, {"--ctrl", "ctrl"}, {"--data", "data"},
+    {"--ctrl-port", "ctrl_port"},   {"--data-port", "data_port"},   {"--bind", "bind"}}};
+
+Status apply_endpoint_flags(const std::map<std::string, std::string, std::less<>>& flags, Json& params) {
+  for (const auto& [flag, key] : kEndpointFlags) {
+    auto it = flags.find(std::string(flag));
+    if (it == flags.end()) continue;
+    if (key.ends_with("port")) {
+      const auto port = parse_integer(it->second);
+      if (!port || *port < 1 || *port > 65535) return usage(std::string(flag) + ": expected a port 1..65535, got " + in_quotes(it->second));
+      params[std::string(key)] = *port;
+    } else {
+      params[std::string(key)] = it->second;
+    }
+  }
+  return Status::success();
+}
+
+Result<Json> parse_attach(std::string_view command, Args args, std::istream&) {
+  std::vector<FlagSpec> allowed;
+  for (const auto& [flag, key] : kEndpointFlags) allowed.push_back({flag, true});
+  auto split = split_flags(command, args, allowed);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  Json params{{"uuid", *uuid}};
+  if (Status s = apply_endpoint_flags(split->flags, params); !s) return s.error();
+  if (params.size() == 1) return usage("attach: give --swtpm-path, --swtpm-port, --ctrl, --data, --ctrl-port or --data-port");
+  return params;
+}
+
 Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
-  static constexpr std::array<FlagSpec, 4> kFlags = {
-      {{"--uuid", true}, {"--tpm", true}, {"--auto-startup", false}, {"--max-command-size", true}}};
+  std::vector<FlagSpec> kFlags = {
+      {"--uuid", true}, {"--tpm", true}, {"--auto-startup", false}, {"--max-command-size", true}};
+  for (const auto& [flag, key] : kEndpointFlags) kFlags.push_back({flag, true});
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
   if (Status s = expect_positional(command, *split, 0, "no positional arguments"); !s) return s.error();
@@ -141,6 +176,7 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
     }
     params["max_command_size"] = *size;
   }
+  if (Status s = apply_endpoint_flags(flags, params); !s) return s.error();
   return params;
 }
 
@@ -210,7 +246,9 @@ struct CommandSpec {
   CommandParser parse;
 };
 
-constexpr std::array<CommandSpec, 9> kCommands = {{
+constexpr std::array<CommandSpec, 11> kCommands = {{
+    {"attach", parse_attach},
+    {"detach", parse_uuid_only},
     {"add", parse_add},
     {"remove", parse_remove},
     {"list", parse_no_args},

@@ -15,8 +15,17 @@ Options (accepted before or after the command):
   --version           print the version and exit
 
 Commands:
-  add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N]
+  add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N] [ENDPOINT...]
                       create an instance and print its UUID (U=$(vtpmctl add))
+  attach U ENDPOINT...
+                      open swtpm-compatible endpoints for an instance:
+                        --swtpm-path P   data socket P, control socket P.ctrl
+                        --swtpm-port N   data on TCP N, control on N+1
+                        --ctrl PATH, --data PATH, --ctrl-port N, --data-port N,
+                        --bind ADDR (TCP address, default 127.0.0.1)
+                      QEMU: -chardev socket,id=c,path=CTRL -tpmdev emulator,chardev=c
+                      tpm2-tools: TPM2TOOLS_TCTI=swtpm:path=P (or host=..,port=N)
+  detach U            close an instance's endpoints
   remove U [--force]  delete an instance; --force cancels its pending commands
   list                list all instances
   show U              show one instance

@@ -30,6 +30,7 @@ class Harness {
     job.kind = kind;
     job.command = std::move(command);
     job.locality = locality;
+    job.params.auto_startup = true;  // for kPowerOn: the instance's auto-startup may run
     mux_.enqueue(std::move(job), Clock::now());
     return next_ - 1;
   }
