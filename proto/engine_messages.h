@@ -46,7 +46,8 @@ struct Job {
   JobKind kind = JobKind::kExecute;
   std::uint8_t locality = 0;
   Bytes command;         // kExecute
-  InstanceParams params; // kAttach
+  InstanceParams params; // kAttach; for kPowerOn, params.auto_startup says
+                         // whether the instance's automatic Startup may run
   StateBlobs blobs;      // kAttach
 };
 
