@@ -21,13 +21,15 @@ BOOT_TEST = os.path.join(HERE, "boot-test.py")
 
 class QemuBootTest(harness.DaemonTestCase):
     def boot(self, device, boots):
-        d = self.start_daemon(log_level="info")
+        d = self.start_daemon(log_level="debug")  # logs every control command and reply
         ctrl = os.path.join(d.tmp, "qemu-%s.ctrl" % device)
         uuid = d.result("add", ctrl=ctrl)["uuid"]
-        r = subprocess.run([sys.executable, BOOT_TEST, "--ctrl", ctrl, "--device", device, "--boots", str(boots)],
+        r = subprocess.run([sys.executable, BOOT_TEST, "--ctrl", ctrl, "--device", device, "--boots", str(boots),
+                            "--timeout", "90"],
                            capture_output=True, text=True, timeout=400)
         print("\n" + r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "", file=sys.stderr)
-        self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-2000:])
+        self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-2000:] +
+                         "\n--- vtpmd log (tail) ---\n" + "\n".join(d.log().splitlines()[-60:]))
         shown = d.result("show", uuid=uuid)
         self.assertGreater(shown["counters"]["commands"], 10)  # the guest really used this instance
         self.assertEqual(shown["state"], "running")
