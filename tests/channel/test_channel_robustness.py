@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""The swtpm-compatible channel under abuse and over time (vtpmd only):
+bad control input (unknown codes, short structs, SET_DATAFD without an fd,
+a second SET_DATAFD, data frames that lie about their length) gets a clear
+error and leaves the instance and its neighbours working; 100,000 CMD_INIT
+cycles (guest reboots) and 10,000 connect/disconnect cycles leave the
+daemon's fd count and memory flat.
+
+Usage: CHANNEL_TARGET=vtpmd python3 tests/channel/test_channel_robustness.py [-v]
+"""
+
+import array
+import os
+import socket
+import struct
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import endpoint as E  # noqa: E402
+
+INIT_CYCLES = int(os.environ.get("CHANNEL_INIT_CYCLES", "100000"))
+CONNECT_CYCLES = int(os.environ.get("CHANNEL_CONNECT_CYCLES", "10000"))
+GET_RANDOM_8 = bytes.fromhex("80010000000c0000017b0008")
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Ctrl:
+    """One persistent control connection, as QEMU keeps."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(10)
+        self.s.connect(path)
+
+    def close(self):
+        self.s.close()
+
+    def send(self, raw, fds=None):
+        if fds:
+            self.s.sendmsg([raw], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        else:
+            self.s.sendall(raw)
+
+    def recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.s.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("control connection closed after %d of %d bytes" % (len(buf), n))
+            buf += chunk
+        return buf
+
+    def command(self, code, payload=b"", resp_len=4, fds=None):
+        self.send(struct.pack(">I", code) + payload, fds)
+        return self.recv(resp_len)
+
+
+def result(resp):
+    return struct.unpack(">I", resp[:4])[0]
+
+
+def data_roundtrip(sock, command):
+    sock.sendall(command)
+    header = b""
+    while len(header) < 10:
+        chunk = sock.recv(10 - len(header))
+        if not chunk:
+            raise ConnectionError("data channel closed")
+        header += chunk
+    size = struct.unpack(">I", header[2:6])[0]
+    body = b""
+    while len(body) < size - 10:
+        body += sock.recv(size - 10 - len(body))
+    return header + body
+
+
+@unittest.skipUnless(E.TARGET == "vtpmd", "vtpmd-specific (run with CHANNEL_TARGET=vtpmd)")
+class ChannelRobustnessTest(E.ChannelTestCase):
+    def setUp(self):
+        self.eps = self.endpoints("unix", 2)
+        self.ep, self.neighbour = self.eps[0], self.eps[1]
+        self.ctrl_path = self.ep.ctrl_args()[1]
+        self.daemon_pid = self.ep.pid()
+
+    def assert_instances_work(self):
+        for ep in (self.ep, self.neighbour):
+            r = E.tools(ep, "tpm2_getrandom", "8", "--hex", check=False)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_unknown_control_codes_get_an_error_and_the_channel_stays_usable(self):
+        c = Ctrl(self.ctrl_path)
+        self.addCleanup(c.close)
+        for code in (0, 0x13, 0x7fffffff, 0xffffffff):
+            self.assertNotEqual(result(c.command(code, b"\x00" * 12)), 0)
+        self.assertEqual(result(c.command(0x01, resp_len=8)), 0)  # GET_CAPABILITY still answers
+        self.assert_instances_work()
+
+    def test_short_structs_wait_and_bad_values_are_refused(self):
+        c = Ctrl(self.ctrl_path)
+        self.addCleanup(c.close)
+        c.send(struct.pack(">I", 0x02) + b"\x00\x00")   # INIT with half its flags
+        c.s.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            c.recv(4)                                    # incomplete: no answer yet
+        c.s.settimeout(10)
+        c.send(b"\x00\x00")                              # the rest arrives
+        self.assertEqual(result(c.recv(4)), 0)
+        self.assertEqual(result(c.command(0x05, b"\x09\x00\x00\x00")), 0x3d)  # locality 9
+        self.assertEqual(result(c.command(0x0c, struct.pack(">III", 1, 7, 0), resp_len=16)), 3)  # blob type 7
+        # HASH_DATA longer than 4096: refused without reading 70 kB of "body".
+        self.assertNotEqual(result(c.command(0x07, struct.pack(">I", 70000))), 0)
+        E.tools(self.ep, "tpm2_startup", "-c")  # the INIT above was a power cycle
+        self.assert_instances_work()
+
+    def test_set_datafd_without_an_fd_or_twice_is_refused(self):
+        c = Ctrl(self.ctrl_path)
+        self.addCleanup(c.close)
+        self.assertNotEqual(result(c.command(0x10)), 0)  # no fd attached
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.assertEqual(result(c.command(0x10, fds=[theirs.fileno()])), 0)
+        theirs.close()
+        other_ours, other_theirs = socket.socketpair()
+        self.addCleanup(other_ours.close)
+        self.assertNotEqual(result(c.command(0x10, fds=[other_theirs.fileno()])), 0)  # second live one
+        other_theirs.close()
+        # The first data channel still works; the refused one is closed by vtpmd.
+        self.assertEqual(data_roundtrip(ours, GET_RANDOM_8)[6:10], b"\x00\x00\x00\x00")
+        other_ours.settimeout(5)
+        self.assertEqual(other_ours.recv(1), b"")
+        self.assert_instances_work()
+
+    def test_data_frames_that_lie_about_their_length_get_an_error_and_a_close(self):
+        data_path = self.ep.tcti().split("=", 1)[1]
+        for lie in (bytes.fromhex("80010000000500000000"),          # size below the header
+                    bytes.fromhex("80010010000000000000"),          # 1 MiB claimed
+                    struct.pack(">IBI", 8, 0, 3) + b"\x80\x01\x00"):  # send-command header, 3 bytes
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            s.settimeout(5)
+            s.connect(data_path)
+            s.sendall(lie)
+            reply = s.recv(64)
+            self.assertGreaterEqual(len(reply), 10, lie.hex())
+            self.assertNotEqual(reply[6:10], b"\x00\x00\x00\x00")
+            self.assertEqual(s.recv(1), b"")  # closed: the stream cannot be resynchronised
+        self.assert_instances_work()
+
+    def test_100000_init_cycles_leave_fds_and_memory_flat(self):
+        c = Ctrl(self.ctrl_path)
+        self.addCleanup(c.close)
+        for _ in range(200):  # warm-up: allocator and engine steady state
+            self.assertEqual(result(c.command(0x02, b"\x00\x00\x00\x00")), 0)
+        fds0, rss0 = fd_count(self.daemon_pid), rss_kib(self.daemon_pid)
+        t0 = time.monotonic()
+        for i in range(INIT_CYCLES):
+            resp = c.command(0x02, b"\x00\x00\x00\x00")
+            if resp != b"\x00\x00\x00\x00":
+                self.fail("CMD_INIT %d answered %s" % (i, resp.hex()))
+        elapsed = time.monotonic() - t0
+        fds1, rss1 = fd_count(self.daemon_pid), rss_kib(self.daemon_pid)
+        print("\n  %d CMD_INIT in %.1f s (%.0f/s); fds %d -> %d; RSS %d -> %d KiB"
+              % (INIT_CYCLES, elapsed, INIT_CYCLES / elapsed, fds0, fds1, rss0, rss1), file=sys.stderr)
+        self.assertEqual(fds1, fds0)
+        self.assertLess(rss1 - rss0, 4 * 1024)
+        E.tools(self.ep, "tpm2_startup", "-c")  # INIT leaves the TPM wanting Startup, as a reset does
+        self.assert_instances_work()
+
+    def test_10000_connect_disconnect_cycles_leave_fds_and_memory_flat(self):
+        data_path = self.ep.tcti().split("=", 1)[1]
+
+        def cycle(i):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(data_path if i % 2 else self.ctrl_path)
+            if i % 4 == 1:
+                data_roundtrip(s, GET_RANDOM_8)   # some do a command, some just leave
+            s.close()
+
+        for i in range(200):
+            cycle(i)
+        time.sleep(0.2)
+        fds0, rss0 = fd_count(self.daemon_pid), rss_kib(self.daemon_pid)
+        t0 = time.monotonic()
+        for i in range(CONNECT_CYCLES):
+            cycle(i)
+        elapsed = time.monotonic() - t0
+        time.sleep(0.2)  # let the daemon see the last closes
+        fds1, rss1 = fd_count(self.daemon_pid), rss_kib(self.daemon_pid)
+        print("\n  %d connect/disconnect cycles in %.1f s; fds %d -> %d; RSS %d -> %d KiB"
+              % (CONNECT_CYCLES, elapsed, fds0, fds1, rss0, rss1), file=sys.stderr)
+        self.assertEqual(fds1, fds0)
+        self.assertLess(rss1 - rss0, 4 * 1024)
+        self.assert_instances_work()
+
+
+if __name__ == "__main__":
+    unittest.main()
