@@ -1,5 +1,6 @@
 // vtpmd: one process hosting many virtual TPMs. See docs/ARCHITECTURE.md.
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <cstdio>
@@ -29,6 +30,12 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   // Instance secrets live in this process's memory: keep them out of cores.
   prctl(PR_SET_DUMPABLE, 0);
+  // Every guest endpoint is a listening socket plus its connections: allow
+  // as many open files as the hard limit permits (the soft default is 1024).
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   vtpm::Logger log(command_line->config.log_level);
   vtpm::Daemon daemon(std::move(command_line->config), log);
   return daemon.run();
