@@ -159,6 +159,32 @@ class ChannelRobustnessTest(E.ChannelTestCase):
             self.assertEqual(s.recv(1), b"")  # closed: the stream cannot be resynchronised
         self.assert_instances_work()
 
+    def test_a_command_written_one_byte_at_a_time_is_answered(self):
+        data_path = self.ep.tcti().split("=", 1)[1]
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.settimeout(10)
+        s.connect(data_path)
+        for b in GET_RANDOM_8:
+            s.sendall(bytes([b]))
+            time.sleep(0.002)
+        header = s.recv(10)
+        self.assertEqual(header[6:10], b"\x00\x00\x00\x00")
+
+    def test_a_client_that_disappears_mid_command_harms_nobody(self):
+        data_path = self.ep.tcti().split("=", 1)[1]
+        # CreatePrimary RSA-2048 (slow: key generation), then hang up before the answer.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+        import tpmcmd  # the TPM packet builders validated against swtpm
+        template = tpmcmd.create_primary_rsa2048()
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(data_path)
+            s.sendall(template)
+            s.close()
+        self.assert_instances_work()
+        E.flush_transient(self.ep)
+
     def test_100000_init_cycles_leave_fds_and_memory_flat(self):
         c = Ctrl(self.ctrl_path)
         self.addCleanup(c.close)
