@@ -19,7 +19,9 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from endpoint import TARGET, ChannelTestCase, tools  # noqa: E402
+from endpoint import TARGET, ChannelTestCase, ioctl, tools  # noqa: E402
+
+NV_INDEX = "0x1500020"
 
 N = int(os.environ.get("CHANNEL_N", "200" if TARGET == "vtpmd" else "20"))
 WORKERS = int(os.environ.get("CHANNEL_WORKERS", str(N)))
@@ -51,6 +53,14 @@ def sequence(ep, i):
     assert len(bytes.fromhex(rnd.decode())) == 16, rnd
     for _ in range(2):
         tools(ep, "tpm2_pcrextend", "%d:sha256=%s" % (PCR, digest(i).hex()))
+    # NV and the control channel too: each instance's own index and data.
+    data = ("instance %d" % i).encode()
+    tools(ep, "tpm2_nvdefine", NV_INDEX, "-C", "o", "-s", str(len(data)), "-a", "ownerread|ownerwrite")
+    tools(ep, "tpm2_nvwrite", NV_INDEX, "-C", "o", "-i", "-", input=data)
+    got = tools(ep, "tpm2_nvread", NV_INDEX, "-C", "o", "-s", str(len(data))).stdout
+    assert got == data, (got, data)
+    info = ioctl(ep, "--info", "1").stdout
+    assert b'"family":"2.0"' in info, info
     return pcrs(ep)
 
 

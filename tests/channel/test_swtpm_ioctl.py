@@ -47,6 +47,9 @@ def pcr_value(ep):
     return bytes.fromhex(m.group(1))
 
 
+PERSISTENT = "0x81000010"
+
+
 def workload(test, ep, d):
     """Extend PCR 16, define+write an NV index, bump a counter to 3.
     Returns the expected PCR value."""
@@ -61,6 +64,12 @@ def workload(test, ep, d):
           "-a", "nt=counter|ownerread|ownerwrite")
     for _ in range(3):
         tools(ep, "tpm2_nvincrement", NV_CTR, "-C", "o")
+    # A key: an ECC primary made persistent, plus a transient one (which
+    # lives in the volatile state).
+    ctx = os.path.join(d, "primary.ctx")
+    tools(ep, "tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", ctx)
+    tools(ep, "tpm2_evictcontrol", "-C", "o", "-c", ctx, PERSISTENT)
+    test.key_name = tools(ep, "tpm2_readpublic", "-c", PERSISTENT).stdout
     expect = hashlib.sha256(bytes(32) + dg).digest()
     test.assertEqual(pcr_value(ep), expect)
     return expect
@@ -73,6 +82,7 @@ def check_migrated(test, ep, pcr, with_volatile=True):
                            str(len(NV_DATA))).stdout, NV_DATA)
     ctr = tools(ep, "tpm2_nvread", NV_CTR, "-C", "o", "-s", "8").stdout
     test.assertEqual(int.from_bytes(ctr, "big"), 3)
+    test.assertEqual(tools(ep, "tpm2_readpublic", "-c", PERSISTENT).stdout, test.key_name, "key not carried over")
     test.assertTrue(getrandom_ok(ep))
 
 
