@@ -78,7 +78,7 @@ class Reader {
 constexpr std::uint8_t kJobTag = 'J';
 constexpr std::uint8_t kCompletionTag = 'C';
 
-bool valid_kind(std::uint8_t k) { return k >= 1 && k <= 6; }
+bool valid_kind(std::uint8_t k) { return k >= 1 && k <= 11; }
 
 }  // namespace
 

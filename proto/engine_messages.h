@@ -25,6 +25,14 @@ enum class JobKind : std::uint8_t {
   kDetach = 4,    // stop hosting; the completion carries the final blobs
   kSnapshot = 5,  // copy of the current blobs (for saving), instance stays
   kCancel = 6,    // cancel queued jobs and the running command of an instance
+  // Platform (TIS) signals that are not TPM commands. The completion's
+  // response is the u32 TPM result, big-endian, then for kEstablishedGet one
+  // byte with the TPM-established bit.
+  kHashStart = 7,         // _TPM_Hash_Start (H-CRTM sequence)
+  kHashData = 8,          // _TPM_Hash_Data, job.command carries the data
+  kHashEnd = 9,           // _TPM_Hash_End
+  kEstablishedGet = 10,   // read the TPM-established bit
+  kEstablishedReset = 11, // reset it (job.locality: the requesting locality)
 };
 
 // libtpms state of one instance. An empty vector means "absent".

@@ -7,10 +7,9 @@
 namespace vtpm::swtpm {
 namespace {
 
-// Every control command vtpmd implements, as swtpm's PTM_CAP_* bits, plus
-// bit 15 (the TPM2 send-command header on the data channel). HASH_START/
-// DATA/END (bit 4) are not offered.
-constexpr std::uint64_t kCapabilities = 0xffef;
+// Every control command, as swtpm's PTM_CAP_* bits, plus bit 15 (the TPM2
+// send-command header on the data channel).
+constexpr std::uint64_t kCapabilities = 0xffff;
 // libtpms 0.9's bounds for TPMLIB_SetBufferSize (as swtpm reports them).
 constexpr std::uint32_t kMinBuffer = 2808;
 constexpr std::uint32_t kMaxBuffer = 4096;
@@ -55,16 +54,19 @@ void CtrlConnection::handle(const CtrlRequest& q) {
       if (auto data = s.datafd.lock()) data->close();
       return reply(encode_result(kSuccess));
     case CtrlCommand::kStop: s.running = false; return reply(encode_result(kSuccess));
-    case CtrlCommand::kGetTpmEstablished:
-      // Only an H-CRTM hash sequence (HASH_START..END) sets the bit, and
-      // vtpmd does not offer one, so it is never set.
-      return reply(encode_established(kSuccess, false));
+    case CtrlCommand::kGetTpmEstablished: return platform(engine::JobKind::kEstablishedGet, {}, s.locality);
+    case CtrlCommand::kHashStart: return platform(engine::JobKind::kHashStart, {}, 4);
+    case CtrlCommand::kHashData: return platform(engine::JobKind::kHashData, q.data, 4);
+    case CtrlCommand::kHashEnd: return platform(engine::JobKind::kHashEnd, {}, 4);
     case CtrlCommand::kSetLocality:
     case CtrlCommand::kResetTpmEstablished:
       if (q.locality > 4) return reply(encode_result(kBadLocality));
       // Only localities 3 and 4 may reset the establishment bit (TPM spec).
-      if (q.command == CtrlCommand::kResetTpmEstablished && q.locality < 3) return reply(encode_result(kBadLocality));
-      if (q.command == CtrlCommand::kSetLocality) s.locality = q.locality;
+      if (q.command == CtrlCommand::kResetTpmEstablished) {
+        if (q.locality < 3) return reply(encode_result(kBadLocality));
+        return platform(engine::JobKind::kEstablishedReset, {}, q.locality);
+      }
+      s.locality = q.locality;
       return reply(encode_result(kSuccess));
     case CtrlCommand::kCancelTpmCmd:
       return service_.cancel(s.id, [self = shared_from_this()](Status st) {
@@ -79,6 +81,22 @@ void CtrlConnection::handle(const CtrlRequest& q) {
     case CtrlCommand::kGetInfo: return reply(encode_info(kSuccess, info_json(q.info_flags), q.offset));
     default: return reply(encode_result(kBadOrdinal));
   }
+}
+
+void CtrlConnection::platform(engine::JobKind kind, Bytes data, std::uint8_t locality) {
+  if (!session_->running) {
+    // As swtpm: these need a running TPM (after CMD_INIT).
+    return reply(kind == engine::JobKind::kEstablishedGet ? encode_established(kInvalidPostInit, false)
+                                                          : encode_result(kInvalidPostInit));
+  }
+  auto self = std::static_pointer_cast<CtrlConnection>(shared_from_this());
+  // The H-CRTM sequence happens at locality 4 (the platform's own).
+  service_.platform(session_->id, kind, std::move(data), locality, [self, kind](Result<PlatformResult> r) {
+    if (self->closed()) return;
+    const std::uint32_t rc = r ? r->tpm_result : kFail;
+    if (kind == engine::JobKind::kEstablishedGet) return self->reply(encode_established(rc, r && r->established));
+    self->reply(encode_result(rc));
+  });
 }
 
 void CtrlConnection::init(const CtrlRequest& q) {

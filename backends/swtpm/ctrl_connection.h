@@ -31,6 +31,7 @@ class CtrlConnection final : public StreamConnection {
   void set_state_blob(const CtrlRequest& request);
   void set_buffer_size(const CtrlRequest& request);
   void set_datafd();
+  void platform(engine::JobKind kind, Bytes data, std::uint8_t locality);
   std::string info_json(std::uint64_t flags) const;
 
   Service& service_;

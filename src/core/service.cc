@@ -217,6 +217,26 @@ Status Service::set_channel_config(const Uuid& id, std::string config) {
   return Status::success();
 }
 
+void Service::platform(const Uuid& id, engine::JobKind kind, engine::Bytes data, std::uint8_t locality,
+                       std::function<void(Result<PlatformResult>)> done) {
+  auto found = usable(id);
+  if (!found) return done(found.error());
+  if ((*found)->power == PowerState::kOff) {
+    return done(make_error(ErrorCode::kUnavailable, "instance " + id.to_string() + " is powered off"));
+  }
+  engine_.platform(id, kind, std::move(data), locality, [this, id, done = std::move(done)](engine::Completion&& c) {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed during a platform signal"));
+    if (!c.ok) return done(from_completion(c));
+    note_completion(*i, c);
+    if (c.response.size() < 4) return done(make_error(ErrorCode::kInternal, "short platform result"));
+    PlatformResult r;
+    r.tpm_result = tpm::read_u32(c.response, 0);
+    r.established = c.response.size() > 4 && c.response[4] != 0;
+    done(r);
+  });
+}
+
 void Service::export_state(const Uuid& id, BlobsCallback done) {
   auto found = usable(id);
   if (!found) return done(found.error());

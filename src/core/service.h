@@ -35,6 +35,11 @@ struct ExecResult {
 // kGuestReset: a power cycle initiated by the guest's platform (a channel's
 // INIT); unlike kReset it never sends the automatic Startup, because the
 // guest's firmware does.
+struct PlatformResult {
+  std::uint32_t tpm_result = 0;
+  bool established = false;  // kEstablishedGet only
+};
+
 enum class PowerAction { kOn, kOff, kReset, kGuestReset };
 
 class Service {
@@ -54,6 +59,11 @@ class Service {
 
   // Remembers (and saves) the instance's guest-channel configuration.
   Status set_channel_config(const Uuid& id, std::string config);
+
+  // A TIS platform signal: the H-CRTM hash sequence (_TPM_Hash_Start/Data/
+  // End) or the TPM-established bit, at `locality`.
+  void platform(const Uuid& id, engine::JobKind kind, engine::Bytes data, std::uint8_t locality,
+                std::function<void(Result<PlatformResult>)> done);
 
   using BlobsCallback = std::function<void(Result<engine::StateBlobs>)>;
   // The instance's libtpms state as of now (after its queued commands).

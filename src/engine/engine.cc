@@ -130,6 +130,10 @@ void Engine::detach(const Uuid& id, Callback done) { route_job(id, JobKind::kDet
 
 void Engine::cancel(const Uuid& id, Callback done) { route_job(id, JobKind::kCancel, std::move(done)); }
 
+void Engine::platform(const Uuid& id, JobKind kind, Bytes data, std::uint8_t locality, Callback done) {
+  route_job(id, kind, std::move(done), std::move(data), locality);
+}
+
 void Engine::on_completion(Completion&& done) {
   auto it = callbacks_.find(done.id);
   if (it == callbacks_.end()) return;  // a worker answered a job already failed

@@ -63,6 +63,8 @@ class Engine {
   void snapshot(const Uuid& id, Callback done);
   void detach(const Uuid& id, Callback done);
   void cancel(const Uuid& id, Callback done);
+  // A platform signal (JobKind::kHashStart..kEstablishedReset).
+  void platform(const Uuid& id, JobKind kind, Bytes data, std::uint8_t locality, Callback done);
 
   // Jobs accepted for `id` whose callback has not run yet.
   std::size_t outstanding(const Uuid& id) const;

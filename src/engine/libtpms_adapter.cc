@@ -5,6 +5,7 @@
 #include <libtpms/tpm_error.h>
 #include <libtpms/tpm_library.h>
 #include <libtpms/tpm_nvfilename.h>
+#include <libtpms/tpm_tis.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -177,6 +178,24 @@ Result<Bytes> LibtpmsAdapter::process(Bytes& command, std::uint8_t locality) {
 }
 
 void LibtpmsAdapter::cancel() { TPMLIB_CancelCommand(); }
+
+std::uint32_t LibtpmsAdapter::platform(JobKind kind, std::span<const std::uint8_t> data, std::uint8_t locality,
+                                       bool* established) {
+  g_state.locality = locality;
+  switch (kind) {
+    case JobKind::kHashStart: return TPM_IO_Hash_Start();
+    case JobKind::kHashData: return TPM_IO_Hash_Data(data.data(), static_cast<std::uint32_t>(data.size()));
+    case JobKind::kHashEnd: return TPM_IO_Hash_End();
+    case JobKind::kEstablishedGet: {
+      TPM_BOOL bit = FALSE;
+      const TPM_RESULT rc = TPM_IO_TpmEstablished_Get(&bit);
+      *established = bit != FALSE;
+      return rc;
+    }
+    case JobKind::kEstablishedReset: return TPM_IO_TpmEstablished_Reset();
+    default: return TPM_FAIL;
+  }
+}
 
 bool LibtpmsAdapter::take_permanent_changed() { return std::exchange(g_state.permanent_changed, false); }
 

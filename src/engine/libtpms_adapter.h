@@ -43,6 +43,9 @@ class LibtpmsAdapter {
   Result<Bytes> process(Bytes& command, std::uint8_t locality);
   // Thread-safe: asks libtpms to abort a long-running command.
   static void cancel();
+  // A platform signal (kHashStart..kEstablishedReset) at `locality`; the
+  // TPM result, and the established bit for kEstablishedGet.
+  std::uint32_t platform(JobKind kind, std::span<const std::uint8_t> data, std::uint8_t locality, bool* established);
 
   // Whether libtpms wrote permanent state / save state since the last call.
   bool take_permanent_changed();

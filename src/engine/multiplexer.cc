@@ -115,6 +115,11 @@ Completion Multiplexer::run_job(const Uuid& id, Hosted& hosted, Pending pending)
     case JobKind::kPowerOn: return power_on(id, hosted, job.params.auto_startup, std::move(done));
     case JobKind::kDetach: return detach(id, hosted, std::move(done));
     case JobKind::kSnapshot: return snapshot(id, hosted, std::move(done));
+    case JobKind::kHashStart:
+    case JobKind::kHashData:
+    case JobKind::kHashEnd:
+    case JobKind::kEstablishedGet:
+    case JobKind::kEstablishedReset: return platform(id, hosted, job, std::move(done));
     default: return fail(std::move(done), ErrorCode::kInternal, "job kind not runnable");
   }
 }
@@ -254,6 +259,17 @@ Completion Multiplexer::snapshot(const Uuid& id, Hosted& hosted, Completion done
   done.permanent = hosted.blobs.permanent;
   done.volatile_state = hosted.blobs.volatile_state;
   done.save_state = hosted.blobs.save_state;
+  done.ok = true;
+  return done;
+}
+
+Completion Multiplexer::platform(const Uuid& id, Hosted& hosted, Job& job, Completion done) {
+  if (Status s = ensure_loaded(id, hosted, done); !s) return fail(std::move(done), s.error().code, s.error().message);
+  bool established = false;
+  const std::uint32_t rc = tpm_.platform(job.kind, job.command, job.locality, &established);
+  collect_nv_changes(hosted, done);  // Hash_End extends PCRs and sets the bit
+  tpm::append_u32(done.response, rc);
+  if (job.kind == JobKind::kEstablishedGet) done.response.push_back(established ? 1 : 0);
   done.ok = true;
   return done;
 }

@@ -89,6 +89,7 @@ class Multiplexer {
   Completion power_on(const Uuid& id, Hosted& hosted, bool allow_auto_startup, Completion done);
   Completion detach(const Uuid& id, Hosted& hosted, Completion done);
   Completion snapshot(const Uuid& id, Hosted& hosted, Completion done);
+  Completion platform(const Uuid& id, Hosted& hosted, Job& job, Completion done);
   // Makes `id` the loaded instance; adds the swap cost to `done`.
   Status ensure_loaded(const Uuid& id, Hosted& hosted, Completion& done);
   void unload_current();

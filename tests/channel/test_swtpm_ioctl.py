@@ -163,6 +163,18 @@ class IoctlBody:
         tools(self.ep, "tpm2_startup", "-c")
         self.assertTrue(getrandom_ok(self.ep))
 
+    def test_hash_sequence_extends_pcr17_and_sets_established(self):
+        """-h DATA (HASH_START/DATA/END, the H-CRTM sequence at locality 4)
+        resets PCR 17 to the H-CRTM value, sets tpmEstablished; -r 3 clears it."""
+        before = tools(self.ep, "tpm2_pcrread", "sha256:17").stdout
+        ioctl(self.ep, "-h", "measured by the platform")
+        after = tools(self.ep, "tpm2_pcrread", "sha256:17").stdout
+        self.assertNotEqual(after, before)
+        self.assertIn("tpmEstablished is 1", ioctl(self.ep, "-e").stdout.decode())
+        ioctl(self.ep, "-r", "3")
+        self.assertIn("tpmEstablished is 0", ioctl(self.ep, "-e").stdout.decode())
+        self.assertTrue(getrandom_ok(self.ep))
+
     def test_get_established(self):
         """-e reports the tpmEstablished bit; -r 3 resets it, -r 0 is refused."""
         out = ioctl(self.ep, "-e").stdout.decode()

@@ -265,3 +265,33 @@ TEST_CASE("jobs for an instance that is not hosted fail with not_found") {
 }
 
 }  // namespace vtpm::engine
+
+namespace vtpm::engine {
+
+TEST_CASE("the H-CRTM hash sequence sets the established bit; only locality 3-4 reset it") {
+  Harness h;
+  const Uuid a = make_id(1), b = make_id(2);
+  REQUIRE(h.attach(a, TpmVersion::k20).ok);
+  REQUIRE(h.attach(b, TpmVersion::k20).ok);
+  auto signal = [&](const Uuid& id, JobKind kind, std::uint8_t locality, Bytes data = {}) {
+    h.submit(id, kind, std::move(data), locality);
+    Completion c = h.run_one();
+    REQUIRE(c.ok);
+    REQUIRE(c.response.size() >= 4);
+    return c;
+  };
+  auto established = [&](const Uuid& id) { return signal(id, JobKind::kEstablishedGet, 0).response.at(4) != 0; };
+  CHECK_FALSE(established(a));
+  CHECK(tpm::read_u32(signal(a, JobKind::kHashStart, 4).response, 0) == 0);
+  CHECK(tpm::read_u32(signal(a, JobKind::kHashData, 4, Bytes{'c', 'r', 't', 'm'}).response, 0) == 0);
+  Completion end = signal(a, JobKind::kHashEnd, 4);
+  CHECK(tpm::read_u32(end.response, 0) == 0);
+  CHECK(established(a));
+  CHECK_FALSE(established(b));  // per instance, across swaps
+  CHECK(tpm::read_u32(signal(a, JobKind::kEstablishedReset, 0).response, 0) != 0);
+  CHECK(established(a));
+  CHECK(tpm::read_u32(signal(a, JobKind::kEstablishedReset, 3).response, 0) == 0);
+  CHECK_FALSE(established(a));
+}
+
+}  // namespace vtpm::engine
