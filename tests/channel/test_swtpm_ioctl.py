@@ -265,7 +265,7 @@ class IoctlBody:
         ioctl(self.ep, "-s")
         exited = self.ep.exited(10)
         answers = (not exited and
-                   ioctl(self.ep, "-e", check=False).returncode == 0)
+                   ioctl(self.ep, "-c", check=False).returncode == 0)
         self.assertTrue(exited or answers)
         if TARGET == "swtpm":
             self.assertTrue(exited, "swtpm should exit on -s")
