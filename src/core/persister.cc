@@ -15,12 +15,18 @@ struct Persister::Work {
 Persister::Persister(uv_loop_t* loop, const state::FileStore& store, const Logger& log)
     : loop_(loop), store_(store), log_(log) {}
 
-void Persister::save(state::InstanceRecord record) {
+void Persister::save(state::InstanceRecord record, std::function<void(Status)> durable) {
   const Uuid id = record.uuid;
-  enqueue(id, Op{std::move(record), {}});
+  Op op{std::move(record), {}};
+  if (durable) op.waiters.push_back(std::move(durable));
+  enqueue(id, std::move(op));
 }
 
-void Persister::remove(const Uuid& id, std::function<void(Status)> done) { enqueue(id, Op{std::nullopt, std::move(done)}); }
+void Persister::remove(const Uuid& id, std::function<void(Status)> done) {
+  Op op{std::nullopt, {}};
+  if (done) op.waiters.push_back(std::move(done));
+  enqueue(id, std::move(op));
+}
 
 void Persister::enqueue(const Uuid& id, Op op) {
   Slot& slot = slots_[id];
@@ -29,9 +35,11 @@ void Persister::enqueue(const Uuid& id, Op op) {
     start(id, std::move(op));
     return;
   }
-  // Coalesce: only the newest state matters. A replaced op's waiter is
-  // told the newer op's outcome instead.
-  if (slot.next && slot.next->done && !op.done) op.done = std::move(slot.next->done);
+  // Coalesce: only the newest state matters, and it contains every older
+  // change, so the replaced op's waiters wait for the newer write instead.
+  if (slot.next) {
+    for (auto& waiter : slot.next->waiters) op.waiters.push_back(std::move(waiter));
+  }
   slot.next = std::move(op);
 }
 
@@ -54,10 +62,12 @@ void Persister::start(const Uuid& id, Op op) {
       });
   if (rc == 0) {
     work.release();  // reclaimed in the after-work callback
-  } else {
-    --in_flight_;
-    log_.error(id, std::string("cannot queue state write: ") + uv_strerror(rc));
+    return;
   }
+  // Not queued: report it like a failed write, so waiters are answered and
+  // the slot moves on.
+  work->result = make_error(ErrorCode::kIo, std::string("cannot queue state write: ") + uv_strerror(rc));
+  finished(*work);
 }
 
 void Persister::finished(Work& work) {
@@ -67,7 +77,7 @@ void Persister::finished(Work& work) {
     ++failures_;
     log_.error(work.id, "persisting state failed: " + work.result.error().message);
   }
-  if (work.op.done) work.op.done(work.result);
+  for (auto& waiter : work.op.waiters) waiter(work.result);
   Slot& slot = slots_[work.id];
   if (slot.next) {
     Op next = std::move(*slot.next);

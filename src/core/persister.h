@@ -23,7 +23,9 @@ class Persister {
   Persister(const Persister&) = delete;
   Persister& operator=(const Persister&) = delete;
 
-  void save(state::InstanceRecord record);
+  // `durable` (optional) runs once a write that contains this record (or a
+  // newer one of the same instance, merged into it) is on disk, or failed.
+  void save(state::InstanceRecord record, std::function<void(Status)> durable = {});
   void remove(const Uuid& id, std::function<void(Status)> done = {});
   std::size_t in_flight() const { return in_flight_; }
   // Runs `done` once nothing is in flight or pending (now, if idle).
@@ -34,7 +36,7 @@ class Persister {
  private:
   struct Op {
     std::optional<state::InstanceRecord> record;  // empty: remove
-    std::function<void(Status)> done;
+    std::vector<std::function<void(Status)>> waiters;
   };
   struct Slot {
     bool busy = false;

@@ -15,6 +15,11 @@ std::int64_t now_unix_ms() {
 
 Error from_completion(const engine::Completion& done) { return make_error(done.error, done.message); }
 
+std::uint64_t micros_since(std::chrono::steady_clock::time_point start) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+}
+
 }  // namespace
 
 Service::Service(const Logger& log, engine::Engine& engine, Persister& persister, Registry& registry,
@@ -99,12 +104,14 @@ void Service::remove(const Uuid& id, bool force, StatusCallback done) {
   });
 }
 
-void Service::note_completion(Instance& instance, const engine::Completion& done) {
-  if (done.permanent) {
-    instance.saved.permanent = *done.permanent;
-  }
+bool Service::take_state_change(Instance& instance, const engine::Completion& done) {
+  if (done.permanent) instance.saved.permanent = *done.permanent;
   if (done.save_state) instance.saved.save_state = *done.save_state;
-  if (done.permanent || done.save_state) persist(instance);
+  return done.permanent.has_value() || done.save_state.has_value();
+}
+
+void Service::note_completion(Instance& instance, const engine::Completion& done) {
+  if (take_state_change(instance, done)) persist(instance);
 }
 
 void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done) {
@@ -125,7 +132,7 @@ void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality,
   engine_.execute(id, std::move(command), locality, [this, id, start, done = std::move(done)](engine::Completion&& c) {
     Instance* i = registry_.find(id);
     if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while the command ran"));
-    note_completion(*i, c);
+    const bool changed_state = take_state_change(*i, c);
     i->counters.commands++;
     i->counters.last_command_unix_ms = now_unix_ms();
     if (!c.ok) {
@@ -137,6 +144,7 @@ void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality,
       } else if (c.error == ErrorCode::kTpmFailure) {
         log_.error(id, "command failed: " + c.message);
       }
+      if (changed_state) persist(*i);
       return done(from_completion(c));
     }
     ExecResult result;
@@ -145,9 +153,26 @@ void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality,
     i->counters.bytes_out += c.response.size();
     result.response = std::move(c.response);
     result.timing = c.timing;
-    result.total_us = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
-    done(std::move(result));
+    if (!changed_state) {
+      result.total_us = micros_since(start);
+      return done(std::move(result));
+    }
+    // The durability rule: a response that follows a change of persistent
+    // state (NV, hierarchy, persistent keys, counters...) is released only
+    // once that state is on disk, so an acknowledged write survives a crash.
+    persister_.save(i->record(false), [this, id, start, result = std::move(result), done](Status saved) mutable {
+      if (!saved) {
+        if (Instance* again = registry_.find(id); again != nullptr && !again->failed) {
+          again->failed = true;
+          again->failure = "state could not be saved: " + saved.error().message;
+          log_.error(id, "quarantined: " + again->failure);
+        }
+        return done(make_error(ErrorCode::kIo, "the command ran but its state could not be saved: " +
+                                                   saved.error().message));
+      }
+      result.total_us = micros_since(start);
+      done(std::move(result));
+    });
   });
 }
 

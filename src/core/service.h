@@ -94,6 +94,9 @@ class Service {
 
  private:
   Result<Instance*> usable(const Uuid& id);
+  // Takes new persistent state from a completion; true if there was any.
+  bool take_state_change(Instance& instance, const engine::Completion& done);
+  // take_state_change() and, if anything changed, an asynchronous save.
   void note_completion(Instance& instance, const engine::Completion& done);
   void persist(const Instance& instance) { persister_.save(instance.record(false)); }
   Uuid fresh_uuid();

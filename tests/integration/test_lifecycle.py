@@ -139,6 +139,22 @@ class LifecycleTest(harness.DaemonTestCase):
                          T.TPM_RC_INITIALIZE)
         self.assertIn("SIGTERM", d.log())
 
+    def test_an_acknowledged_nv_write_survives_sigkill_right_after_the_ack(self):
+        """The durability rule: the response to an NV write is released only
+        once the new state is on disk. 25 rounds of write, ack, SIGKILL at
+        once (no waiting for files), restart: the acknowledged data is there."""
+        d = self.start_daemon()
+        u = d.result("add", auto_startup=True)["uuid"]
+        T.check(d.exec(u, T.nv_define_space(NV_INDEX, 8)), "NV_DefineSpace")
+        for round_ in range(25):
+            data = struct.pack(">Q", 0x5EED0000 + round_)
+            T.check(d.exec(u, T.nv_write(NV_INDEX, data)), "NV_Write")  # acknowledged
+            d.kill()
+            harness.wait_until(lambda: not d.group_pids(), 5, what="the daemon to die")
+            d.restart()
+            got = T.parse_nv_read(d.exec(u, T.nv_read(NV_INDEX, 8)))
+            self.assertEqual(got, data, "round %d: an acknowledged NV write was lost in a crash" % round_)
+
     def test_sigkill_keeps_instances_and_nv_but_resets_pcrs(self):
         d = self.start_daemon()
         u = d.result("add")["uuid"]
