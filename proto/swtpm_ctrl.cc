@@ -160,16 +160,4 @@ Bytes encode_info(std::uint32_t result, const std::string& json, std::uint32_t o
   return out;
 }
 
-std::size_t fixed_response_size(CtrlCommand c) {
-  switch (c) {
-    case CtrlCommand::kGetCapability:
-    case CtrlCommand::kGetTpmEstablished:
-    case CtrlCommand::kGetConfig: return 8;
-    case CtrlCommand::kSetBufferSize:
-    case CtrlCommand::kGetStateBlob: return 16;
-    case CtrlCommand::kGetInfo: return 12;
-    default: return 4;
-  }
-}
-
 }  // namespace vtpm::swtpm

@@ -85,8 +85,4 @@ Bytes encode_config(std::uint32_t result, std::uint32_t flags);
 Bytes encode_state_blob(std::uint32_t result, std::uint32_t state_flags, std::span<const std::uint8_t> blob);
 Bytes encode_info(std::uint32_t result, const std::string& json, std::uint32_t offset);
 
-// What a well-formed response to `command` looks like in size, for clients
-// (tests) that read responses: the fixed part, before any trailing blob.
-std::size_t fixed_response_size(CtrlCommand command);
-
 }  // namespace vtpm::swtpm

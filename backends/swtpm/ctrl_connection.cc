@@ -55,6 +55,7 @@ void CtrlConnection::handle(const CtrlRequest& q) {
       return reply(encode_result(kSuccess));
     case CtrlCommand::kStop: s.running = false; return reply(encode_result(kSuccess));
     case CtrlCommand::kGetTpmEstablished: return platform(engine::JobKind::kEstablishedGet, {}, s.locality);
+    // The H-CRTM sequence comes from the platform itself: locality 4.
     case CtrlCommand::kHashStart: return platform(engine::JobKind::kHashStart, {}, 4);
     case CtrlCommand::kHashData: return platform(engine::JobKind::kHashData, q.data, 4);
     case CtrlCommand::kHashEnd: return platform(engine::JobKind::kHashEnd, {}, 4);
@@ -72,7 +73,10 @@ void CtrlConnection::handle(const CtrlRequest& q) {
       return service_.cancel(s.id, [self = shared_from_this()](Status st) {
         static_cast<CtrlConnection&>(*self).reply(encode_result(st ? kSuccess : kFail));
       });
-    case CtrlCommand::kStoreVolatile: return reply(encode_result(kSuccess));  // saved at shutdown anyway
+    case CtrlCommand::kStoreVolatile:
+      return service_.store_volatile(s.id, [self = shared_from_this()](Status st) {
+        if (!self->closed()) static_cast<CtrlConnection&>(*self).reply(encode_result(st ? kSuccess : kFail));
+      });
     case CtrlCommand::kGetStateBlob: return get_state_blob(q);
     case CtrlCommand::kSetStateBlob: return set_state_blob(q);
     case CtrlCommand::kGetConfig: return reply(encode_config(kSuccess, 0));  // no file or migration key
@@ -90,7 +94,6 @@ void CtrlConnection::platform(engine::JobKind kind, Bytes data, std::uint8_t loc
                                                           : encode_result(kInvalidPostInit));
   }
   auto self = std::static_pointer_cast<CtrlConnection>(shared_from_this());
-  // The H-CRTM sequence happens at locality 4 (the platform's own).
   service_.platform(session_->id, kind, std::move(data), locality, [self, kind](Result<PlatformResult> r) {
     if (self->closed()) return;
     const std::uint32_t rc = r ? r->tpm_result : kFail;

@@ -21,6 +21,15 @@ Result<std::string> path_value(const nlohmann::json& v, const char* name) {
 
 }  // namespace
 
+bool EndpointSpec::is_parameter(std::string_view name) {
+  static constexpr std::string_view kNames[] = {"swtpm_path", "swtpm_port", "ctrl", "data",
+                                                "ctrl_port",  "data_port",  "bind", "mode"};
+  for (std::string_view n : kNames) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> EndpointSpec::describe() const {
   std::vector<std::string> out;
   if (!ctrl_path.empty()) out.push_back("swtpm-ctrl:unix:" + ctrl_path);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,8 @@ struct EndpointSpec {
   // From control-API params: ctrl, data, ctrl_port, data_port, bind, mode,
   // and the swtpm shorthands swtpm_path and swtpm_port.
   static Result<EndpointSpec> from_json(const nlohmann::json& params);
+  // Whether a control-API parameter name belongs to an endpoint spec.
+  static bool is_parameter(std::string_view name);
 };
 
 }  // namespace vtpm::swtpm

@@ -43,10 +43,6 @@ Service::InstanceCallback reply_instance(const Service& service, const swtpm::Sw
   };
 }
 
-// Endpoint parameters that `add` accepts besides its own.
-constexpr const char* kEndpointKeys[] = {"swtpm_path", "swtpm_port", "ctrl", "data", "ctrl_port", "data_port", "bind",
-                                         "mode"};
-
 }  // namespace
 
 Json Handlers::instance_json(const Instance& i, const Service& service, const swtpm::SwtpmBackend& swtpm) {
@@ -123,8 +119,7 @@ void Handlers::add(const Json& params, Reply reply) {
   Json own = Json::object();
   Json endpoint = Json::object();
   for (const auto& [key, value] : params.items()) {
-    const bool is_endpoint = std::find(std::begin(kEndpointKeys), std::end(kEndpointKeys), key) != std::end(kEndpointKeys);
-    (is_endpoint ? endpoint : own)[key] = value;
+    (swtpm::EndpointSpec::is_parameter(key) ? endpoint : own)[key] = value;
   }
   if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size"}); !s) return reply(s.error());
   std::optional<swtpm::EndpointSpec> spec;
@@ -173,9 +168,10 @@ void Handlers::remove(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   auto force = bool_param(params, "force");
   if (!force) return reply(force.error());
-  if (service_.show(*id) && swtpm_.spec_of(*id) != nullptr) (void)swtpm_.detach(*id);
-  service_.remove(*id, force->value_or(false), [reply = std::move(reply), id = *id](Status s) {
+  service_.remove(*id, force->value_or(false), [this, reply = std::move(reply), id = *id](Status s) {
     if (!s) return reply(s.error());
+    // Only once the instance is gone: a refused remove (busy) keeps it whole.
+    if (swtpm_.spec_of(id) != nullptr) (void)swtpm_.detach(id);
     reply(Json{{"uuid", id.to_string()}});
   });
 }

@@ -76,12 +76,23 @@ void Service::add(const AddOptions& options, InstanceCallback done) {
       engine_.detach(id, [](engine::Completion&&) {});
       return done(from_completion(c));
     }
-    i->removing = false;
     if (c.permanent) i->saved.permanent = std::move(*c.permanent);
-    persist(*i);
-    log_.info(id, std::string("added TPM ") + tpm_version_name(i->version) + " instance on " +
-                      engine_.placement(id) + " (manufactured in " + std::to_string(c.timing.load_us) + " us)");
-    done(static_cast<const Instance*>(i));
+    const std::uint64_t manufacture_us = c.timing.load_us;
+    // Answer only once the new TPM is on disk: an added instance survives a crash.
+    persister_.save(i->record(false), [this, id, manufacture_us, done](Status saved) {
+      Instance* again = registry_.find(id);
+      if (again == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during add"));
+      if (!saved) {
+        log_.error(id, "add failed: " + saved.error().message);
+        registry_.erase(id);
+        engine_.detach(id, [](engine::Completion&&) {});
+        return done(make_error(ErrorCode::kIo, "the new instance could not be saved: " + saved.error().message));
+      }
+      again->removing = false;
+      log_.info(id, std::string("added TPM ") + tpm_version_name(again->version) + " instance on " +
+                        engine_.placement(id) + " (manufactured in " + std::to_string(manufacture_us) + " us)");
+      done(static_cast<const Instance*>(again));
+    });
   });
 }
 
@@ -272,6 +283,18 @@ void Service::export_state(const Uuid& id, BlobsCallback done) {
     blobs.volatile_state = c.volatile_state.value_or(engine::Bytes{});
     blobs.save_state = c.save_state.value_or(engine::Bytes{});
     done(std::move(blobs));
+  });
+}
+
+void Service::store_volatile(const Uuid& id, StatusCallback done) {
+  export_state(id, [this, id, done = std::move(done)](Result<engine::StateBlobs> blobs) {
+    if (!blobs) return done(blobs.error());
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while storing its state"));
+    i->saved.permanent = std::move(blobs->permanent);
+    i->saved.save_state = std::move(blobs->save_state);
+    i->saved.volatile_state = std::move(blobs->volatile_state);
+    persister_.save(i->record(true), std::move(done));
   });
 }
 

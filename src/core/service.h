@@ -68,6 +68,10 @@ class Service {
   using BlobsCallback = std::function<void(Result<engine::StateBlobs>)>;
   // The instance's libtpms state as of now (after its queued commands).
   void export_state(const Uuid& id, BlobsCallback done);
+  // Saves the instance's volatile state with the rest, durably (swtpm's
+  // STORE_VOLATILE): a crash before the next change of persistent state
+  // resumes from it. The next save without it (any NV change) drops it.
+  void store_volatile(const Uuid& id, StatusCallback done);
   // Re-hosts the instance: with `blobs` when given (a migration's incoming
   // state; an empty volatile blob means a cold start), else with its own
   // current state; with a new TPM buffer size when given.

@@ -32,9 +32,8 @@ class UvHandle {
 
   void close() {
     if (!handle_) return;
-    if (!live_ || uv_is_closing(base())) {
-      if (!live_) handle_.reset();
-      else handle_.release();  // someone else's uv_close frees it
+    if (!live_) {
+      handle_.reset();
       return;
     }
     T* raw = handle_.release();

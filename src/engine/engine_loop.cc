@@ -22,11 +22,6 @@ void EngineLoop::stop() {
   wake_.notify_one();
 }
 
-MultiplexerStats EngineLoop::stats() const {
-  std::lock_guard lock(mutex_);
-  return published_;
-}
-
 void EngineLoop::handle_cancel(Job job) {
   for (auto& cancelled : mux_.cancel_queued(job.instance)) deliver_(std::move(cancelled));
   Completion done;
@@ -77,7 +72,6 @@ void EngineLoop::run() {
     {
       std::lock_guard lock(mutex_);
       running_.reset();
-      published_ = mux_.stats();
     }
     deliver_(std::move(done));
   }

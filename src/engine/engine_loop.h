@@ -27,18 +27,15 @@ class EngineLoop {
   void stop();
   // Runs until stop(). Call from the one thread that owns libtpms.
   void run();
-  // Thread-safe copy of the counters, updated after every job.
-  MultiplexerStats stats() const;
 
  private:
   void drain_inbox();
   void handle_cancel(Job job);
 
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<std::pair<Job, Clock::time_point>> inbox_;  // guarded by mutex_
   std::optional<Uuid> running_;                            // guarded by mutex_
-  MultiplexerStats published_;                             // guarded by mutex_
   bool stopping_ = false;                                  // guarded by mutex_
   Multiplexer mux_;  // engine thread only
   Deliver deliver_;

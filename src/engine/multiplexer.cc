@@ -31,7 +31,6 @@ void Multiplexer::enqueue(Job job, Clock::time_point received) {
   Hosted& hosted = hosted_[id];
   if (hosted.queue.empty()) ready_.push_back(id);
   hosted.queue.push_back(Pending{std::move(job), received});
-  ++stats_.queued;
 }
 
 std::vector<Completion> Multiplexer::cancel_queued(const Uuid& instance) {
@@ -45,7 +44,6 @@ std::vector<Completion> Multiplexer::cancel_queued(const Uuid& instance) {
     c.kind = pending.job.kind;
     cancelled.push_back(fail(std::move(c), ErrorCode::kCancelled, "cancelled while queued"));
   }
-  stats_.queued -= it->second.queue.size();
   it->second.queue.clear();
   ready_.erase(std::remove(ready_.begin(), ready_.end(), instance), ready_.end());
   if (!it->second.attached) hosted_.erase(it);
@@ -86,10 +84,8 @@ Completion Multiplexer::run_next(const std::function<void(const Uuid&)>& on_star
   Hosted& hosted = hosted_.at(id);
   Pending pending = std::move(hosted.queue.front());
   hosted.queue.pop_front();
-  --stats_.queued;
   // Back of the ring if it has more work: one job per turn.
   if (!hosted.queue.empty()) ready_.push_back(id);
-  ++stats_.jobs;
   Completion done = run_job(id, hosted, std::move(pending));
   last_finish_ = Clock::now();
   // Detached instances are forgotten once their queue drains.
@@ -140,15 +136,8 @@ Status Multiplexer::ensure_loaded(const Uuid& id, Hosted& hosted, Completion& do
   // or a restore after a crash): that is when auto-startup applies.
   const bool cold = hosted.blobs.volatile_state.empty();
   Status status = tpm_.load(hosted.params, &hosted.blobs);
-  const std::uint64_t cost = micros_since(start);
-  done.timing.load_us += cost;
+  done.timing.load_us += micros_since(start);
   done.swapped = true;
-  ++stats_.swaps;
-  stats_.swap_us_total += cost;
-  if (hosted.params.version == TpmVersion::k12) {
-    ++stats_.swaps_tpm12;
-    stats_.swap_us_tpm12 += cost;
-  }
   if (!status) {
     hosted.failed = true;
     return make_error(ErrorCode::kCorrupt, "state could not be loaded: " + status.error().message);
@@ -180,7 +169,6 @@ Status Multiplexer::run_auto_startup(Hosted& hosted) {
 Completion Multiplexer::attach(const Uuid& id, Hosted& hosted, Job& job, Completion done) {
   if (hosted.attached) return fail(std::move(done), ErrorCode::kAlreadyExists, "instance already hosted");
   hosted.attached = true;
-  ++stats_.hosted;
   hosted.failed = false;
   hosted.params = job.params;
   hosted.blobs = std::move(job.blobs);
@@ -193,10 +181,8 @@ Completion Multiplexer::attach(const Uuid& id, Hosted& hosted, Job& job, Complet
   unload_current();
   Status status = tpm_.load(hosted.params, &hosted.blobs);
   done.timing.load_us = micros_since(start);
-  ++stats_.manufactures;
   if (!status) {
     hosted.attached = false;
-    --stats_.hosted;
     return fail(std::move(done), status.error().code, status.error().message);
   }
   loaded_ = id;
@@ -247,7 +233,6 @@ Completion Multiplexer::detach(const Uuid& id, Hosted& hosted, Completion done) 
   done.save_state = std::move(hosted.blobs.save_state);
   hosted.blobs = {};
   hosted.attached = false;
-  --stats_.hosted;
   done.ok = true;
   return done;
 }
@@ -273,7 +258,5 @@ Completion Multiplexer::platform(const Uuid& id, Hosted& hosted, Job& job, Compl
   done.ok = true;
   return done;
 }
-
-MultiplexerStats Multiplexer::stats() const { return stats_; }
 
 }  // namespace vtpm::engine

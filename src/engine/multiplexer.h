@@ -39,17 +39,6 @@ struct MultiplexerOptions {
   bool tpm12_selftest_key_cache = true;
 };
 
-struct MultiplexerStats {
-  std::uint64_t jobs = 0;
-  std::uint64_t swaps = 0;
-  std::uint64_t swap_us_total = 0;
-  std::uint64_t swaps_tpm12 = 0;
-  std::uint64_t swap_us_tpm12 = 0;
-  std::uint64_t manufactures = 0;
-  std::uint64_t hosted = 0;
-  std::uint64_t queued = 0;
-};
-
 class Multiplexer {
  public:
   Multiplexer(LibtpmsAdapter& tpm, MultiplexerOptions options);
@@ -65,7 +54,6 @@ class Multiplexer {
   // Runs the next job by the round-robin rule. `on_start` learns which
   // instance runs before libtpms is entered. REQUIRES: has_work().
   Completion run_next(const std::function<void(const Uuid&)>& on_start = {});
-  MultiplexerStats stats() const;
   // The instance whose state is in libtpms, if any.
   std::optional<Uuid> loaded() const { return loaded_; }
 
@@ -103,7 +91,6 @@ class Multiplexer {
   std::optional<Uuid> loaded_;
   Clock::time_point slice_start_{};
   Clock::time_point last_finish_{};
-  MultiplexerStats stats_;
 };
 
 }  // namespace vtpm::engine

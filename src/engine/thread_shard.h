@@ -21,7 +21,6 @@ class ThreadShard final : public Shard {
 
   void submit(Job job) override { engine_.submit(std::move(job)); }
   const std::string& name() const override { return name_; }
-  MultiplexerStats stats() const { return engine_.stats(); }
 
  private:
   void deliver(Completion&& done);  // engine thread

@@ -205,6 +205,34 @@ class ChannelRobustnessTest(E.ChannelTestCase):
         self.assert_instances_work()
         E.flush_transient(self.ep)
 
+    def test_a_refused_remove_keeps_the_endpoints(self):
+        d = self.ep.daemon
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+        import tpmcmd  # the TPM packet builders validated against swtpm
+        slow = tpmcmd.hexs(tpmcmd.create_primary_rsa2048())
+        with d.client(timeout=120) as c:
+            pending = [c.send("exec", {"uuid": self.ep.uuid, "command": slow}) for _ in range(6)]
+            refused = d.call("remove", uuid=self.ep.uuid)
+            self.assertEqual(refused.get("error", {}).get("code"), "busy", refused)
+            for rid in pending:
+                c.wait(rid)
+        E.flush_transient(self.ep)
+        self.assert_instances_work()  # its endpoints still serve
+
+    def test_store_volatile_survives_a_crash_until_the_next_state_change(self):
+        d = self.ep.daemon
+        digest = "11" * 32
+        E.tools(self.ep, "tpm2_pcrextend", "16:sha256=" + digest)
+        before = E.tools(self.ep, "tpm2_pcrread", "sha256:16").stdout
+        E.ioctl(self.ep, "-v")                      # CMD_STORE_VOLATILE
+        d.kill()
+        d.restart()                                 # endpoints reopen from the saved record
+        self.assertEqual(E.tools(self.ep, "tpm2_pcrread", "sha256:16").stdout, before)
+        d.kill()                                    # resumed once; a second crash is a power loss
+        d.restart()
+        E.tools(self.ep, "tpm2_startup", "-c")
+        self.assertNotEqual(E.tools(self.ep, "tpm2_pcrread", "sha256:16").stdout, before)
+
     def test_100000_init_cycles_leave_fds_and_memory_flat(self):
         c = Ctrl(self.ctrl_path)
         self.addCleanup(c.close)

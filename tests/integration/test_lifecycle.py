@@ -139,6 +139,16 @@ class LifecycleTest(harness.DaemonTestCase):
                          T.TPM_RC_INITIALIZE)
         self.assertIn("SIGTERM", d.log())
 
+    def test_an_acknowledged_add_survives_sigkill_right_after_the_ack(self):
+        d = self.start_daemon()
+        added = []
+        for round_ in range(10):
+            added.append(d.result("add")["uuid"])
+            d.kill()
+            harness.wait_until(lambda: not d.group_pids(), 5, what="the daemon to die")
+            d.restart()
+            self.assertEqual(self.list_uuids(d), sorted(added), "round %d: an acknowledged add was lost" % round_)
+
     def test_an_acknowledged_nv_write_survives_sigkill_right_after_the_ack(self):
         """The durability rule: the response to an NV write is released only
         once the new state is on disk. 25 rounds of write, ack, SIGKILL at
