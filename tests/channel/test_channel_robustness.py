@@ -212,7 +212,9 @@ class ChannelRobustnessTest(E.ChannelTestCase):
         slow = tpmcmd.hexs(tpmcmd.create_primary_rsa2048())
         with d.client(timeout=120) as c:
             pending = [c.send("exec", {"uuid": self.ep.uuid, "command": slow}) for _ in range(6)]
-            refused = d.call("remove", uuid=self.ep.uuid)
+            # Same connection: the daemon reads these lines in order, so the
+            # remove is seen while the execs are still queued.
+            refused = c.call("remove", uuid=self.ep.uuid)
             self.assertEqual(refused.get("error", {}).get("code"), "busy", refused)
             for rid in pending:
                 c.wait(rid)
