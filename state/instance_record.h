@@ -1,11 +1,11 @@
 // What vtpmd keeps on disk for one instance: its identity and settings and
-// the libtpms blobs. This is the interim, unsealed record; the sealed blob
-// format (AES-GCM under a key sealed to the root of trust) replaces the
-// encoding, not this struct. Pure: no I/O.
+// the libtpms blobs. This is the plaintext body of a sealed blob
+// (state/sealed_blob.h encrypts and authenticates it). Pure: no I/O.
 //
 // Encoding: "VTPMREC1", u32 metadata length, metadata (JSON), then three
 // u32-length-prefixed blobs (permanent, volatile, save state), then a
-// SHA-256 over everything before it, so truncation and bit rot are caught.
+// SHA-256 over everything before it. The digest is redundant under AES-GCM;
+// it stays as a cheap self-check of the encoder and decoder.
 #pragma once
 
 #include <cstdint>

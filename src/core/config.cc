@@ -35,8 +35,11 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     if (!level) return level.error();
     c.log_level = *level;
   } else if (key == "root_of_trust" || key == "root-of-trust") {
-    if (value != "none") return invalid("root of trust '" + value + "' is not supported yet (only 'none')");
+    if (value != "file") return invalid("root of trust '" + value + "' is not supported yet (only 'file')");
     c.root_of_trust = value;
+  } else if (key == "root_key_file" || key == "root-key-file") {
+    if (value.empty() || value[0] != '/') return invalid(key + " must be an absolute path, got '" + value + "'");
+    c.root_key_file = value;
   } else if (key == "engine_worker" || key == "engine-worker") {
     c.engine_worker = value;
   } else if (key == "tpm12_workers_max" || key == "tpm12-workers-max") {
@@ -142,7 +145,10 @@ const char* usage_text() {
          "  --state-dir DIR               instance state (default /var/lib/vtpmd)\n"
          "  --control-socket PATH         control API socket (default /run/vtpmd/control.sock)\n"
          "  --log-level LEVEL             error, warn, info (default) or debug\n"
-         "  --root-of-trust none          how the state key is protected (only 'none' for now)\n"
+         "  --root-of-trust file          what seals the master key: 'file' (default; a key file, NOT\n"
+         "                                hardware-protected)\n"
+         "  --root-key-file PATH          the file root's key (default STATE_DIR/root.key; its counter is\n"
+         "                                PATH.counter). Keep it off the state directory's storage if you can\n"
          "  --engine-worker PATH          vtpmd-engine executable (default: beside vtpmd)\n"
          "  --tpm12-workers-max N         worker processes for TPM 1.2 instances (default 64, 0 = none)\n"
          "  --tpm12-slice-ms N            how long a busy TPM 1.2 instance keeps a shared engine (default 500)\n"

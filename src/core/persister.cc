@@ -1,91 +1,242 @@
 #include "src/core/persister.h"
 
+#include <algorithm>
 #include <memory>
 
-namespace vtpm {
+#include "state/sealed_blob.h"
 
-struct Persister::Work {
-  uv_work_t request{};
-  Persister* owner = nullptr;
+namespace vtpm {
+namespace {
+
+// Blob writes of one batch run on at most this many threadpool threads
+// (libuv's default pool has 4): parallel fsyncs share journal commits.
+constexpr std::size_t kMaxParallelWrites = 4;
+
+}  // namespace
+
+struct Persister::BlobWrite {
   Uuid id;
-  Op op;
-  Status result;
+  state::InstanceRecord record;
+  state::SecretKey key;
+  state::SealedHeader header;
+  state::ManifestEntry entry;  // as committed once this write lands
+  Status result = Status::success();
+  std::vector<std::function<void(Status)>> waiters;
 };
 
-Persister::Persister(uv_loop_t* loop, const state::FileStore& store, const Logger& log)
-    : loop_(loop), store_(store), log_(log) {}
+struct Persister::Chunk {
+  uv_work_t request{};
+  Persister* owner = nullptr;
+  std::vector<BlobWrite*> writes;
+};
+
+struct Persister::CommitWork {
+  uv_work_t request{};
+  Persister* owner = nullptr;
+  state::Manifest next;
+  std::vector<Uuid> shred;
+  Status result = Status::success();
+  std::vector<std::string> shred_failures;
+};
+
+struct Persister::Batch {
+  std::vector<BlobWrite> writes;
+  std::vector<std::pair<Uuid, std::vector<std::function<void(Status)>>>> removals;
+  std::vector<std::unique_ptr<Chunk>> chunks;
+  std::size_t chunks_left = 0;
+  CommitWork commit;
+};
+
+Persister::Persister(uv_loop_t* loop, state::StateStore& store, state::Manifest committed, state::Drbg& drbg,
+                     const Logger& log)
+    : loop_(loop), store_(store), committed_(std::move(committed)), drbg_(drbg), log_(log) {}
+
+Persister::~Persister() = default;
 
 void Persister::save(state::InstanceRecord record, std::function<void(Status)> durable) {
   const Uuid id = record.uuid;
-  Op op{std::move(record), {}};
-  if (durable) op.waiters.push_back(std::move(durable));
-  enqueue(id, std::move(op));
+  Pending change{std::move(record), {}};
+  if (durable) change.waiters.push_back(std::move(durable));
+  enqueue(id, std::move(change));
 }
 
 void Persister::remove(const Uuid& id, std::function<void(Status)> done) {
-  Op op{std::nullopt, {}};
-  if (done) op.waiters.push_back(std::move(done));
-  enqueue(id, std::move(op));
+  Pending change{std::nullopt, {}};
+  if (done) change.waiters.push_back(std::move(done));
+  enqueue(id, std::move(change));
 }
 
-void Persister::enqueue(const Uuid& id, Op op) {
-  Slot& slot = slots_[id];
-  if (!slot.busy) {
-    slot.busy = true;
-    start(id, std::move(op));
+void Persister::enqueue(const Uuid& id, Pending change) {
+  // Coalesce: the newest change contains every older one of the same
+  // instance, so the older one's waiters wait for the newer write.
+  if (auto it = pending_.find(id); it != pending_.end()) {
+    for (auto& waiter : it->second.waiters) change.waiters.push_back(std::move(waiter));
+    it->second = std::move(change);
+  } else {
+    pending_.emplace(id, std::move(change));
+  }
+  if (!batch_) start_batch();
+}
+
+Status Persister::prepare_write(const Uuid& id, state::InstanceRecord record, BlobWrite& write) {
+  write.id = id;
+  const auto committed = committed_.entries.find(id);
+  if (committed != committed_.entries.end() && !committed->second.quarantined) {
+    write.entry = committed->second;
+    ++write.entry.generation;
+  } else {
+    write.entry = {};
+    write.entry.generation = 1;
+    write.entry.key_epoch = store_.master().epoch;
+    if (Status s = drbg_.fill(write.entry.key_salt); !s) return s;
+  }
+  auto nonce = drbg_.new_nonce();
+  if (!nonce) return nonce.error();
+  auto cached = keys_.find(id);
+  if (cached == keys_.end() || cached->second.first != write.entry.key_salt) {
+    cached = keys_.insert_or_assign(id, std::pair{write.entry.key_salt, store_.instance_key(id, write.entry)}).first;
+  }
+  write.key = cached->second.second;
+  write.header.tpm = record.version;
+  write.header.has_volatile = !record.blobs.volatile_state.empty();
+  write.header.uuid = id;
+  write.header.generation = write.entry.generation;
+  write.header.key_epoch = write.entry.key_epoch;
+  write.header.nonce = *nonce;
+  write.record = std::move(record);
+  return Status::success();
+}
+
+void Persister::start_batch() {
+  if (pending_.empty()) return;
+  batch_ = std::make_unique<Batch>();
+  Batch& batch = *batch_;
+  auto changes = std::move(pending_);
+  pending_.clear();
+  batch.writes.reserve(changes.size());  // BlobWrite addresses must stay put
+  for (auto& [id, change] : changes) {
+    if (!change.record) {
+      batch.removals.emplace_back(id, std::move(change.waiters));
+      continue;
+    }
+    BlobWrite& write = batch.writes.emplace_back();
+    write.waiters = std::move(change.waiters);
+    write.result = prepare_write(id, std::move(*change.record), write);
+  }
+  std::vector<BlobWrite*> ready;
+  for (auto& write : batch.writes) {
+    if (write.result) ready.push_back(&write);
+  }
+  const std::size_t chunks = std::min(kMaxParallelWrites, ready.size());
+  for (std::size_t c = 0; c < chunks; ++c) {
+    auto chunk = std::make_unique<Chunk>();
+    chunk->owner = this;
+    chunk->request.data = chunk.get();
+    for (std::size_t i = c; i < ready.size(); i += chunks) chunk->writes.push_back(ready[i]);
+    batch.chunks.push_back(std::move(chunk));
+  }
+  batch.chunks_left = batch.chunks.size();
+  if (batch.chunks.empty()) {
+    start_commit();
     return;
   }
-  // Coalesce: only the newest state matters, and it contains every older
-  // change, so the replaced op's waiters wait for the newer write instead.
-  if (slot.next) {
-    for (auto& waiter : slot.next->waiters) op.waiters.push_back(std::move(waiter));
+  for (auto& chunk : batch.chunks) {
+    const int rc = uv_queue_work(
+        loop_, &chunk->request,
+        [](uv_work_t* req) {
+          auto* c = static_cast<Chunk*>(req->data);
+          for (BlobWrite* w : c->writes) {
+            const state::Bytes sealed = state::seal_blob(w->key, w->header, state::encode_record(w->record));
+            auto digest = c->owner->store_.write_blob(w->id, sealed);
+            if (digest) {
+              w->entry.blob_digest = *digest;
+            } else {
+              w->result = digest.error();
+            }
+          }
+        },
+        [](uv_work_t* req, int) { static_cast<Chunk*>(req->data)->owner->chunk_done(); });
+    if (rc != 0) {
+      for (BlobWrite* w : chunk->writes) {
+        w->result = make_error(ErrorCode::kIo, std::string("cannot queue a state write: ") + uv_strerror(rc));
+      }
+      chunk_done();
+    }
   }
-  slot.next = std::move(op);
 }
 
-void Persister::start(const Uuid& id, Op op) {
-  auto work = std::make_unique<Work>();
-  work->owner = this;
-  work->id = id;
-  work->op = std::move(op);
-  work->request.data = work.get();
-  ++in_flight_;
+void Persister::chunk_done() {
+  if (--batch_->chunks_left == 0) start_commit();
+}
+
+void Persister::start_commit() {
+  Batch& batch = *batch_;
+  CommitWork& commit = batch.commit;
+  commit.owner = this;
+  commit.request.data = &commit;
+  commit.next = committed_;
+  bool changed = false;
+  for (const auto& write : batch.writes) {
+    if (!write.result) continue;
+    commit.next.entries[write.id] = write.entry;
+    changed = true;
+  }
+  for (const auto& [id, waiters] : batch.removals) {
+    commit.next.entries.erase(id);
+    commit.shred.push_back(id);
+    changed = true;
+  }
+  if (!changed) {
+    finish_batch(Status::success());
+    return;
+  }
   const int rc = uv_queue_work(
-      loop_, &work->request,
+      loop_, &commit.request,
       [](uv_work_t* req) {
-        auto* w = static_cast<Work*>(req->data);
-        w->result = w->op.record ? w->owner->store_.save(*w->op.record) : w->owner->store_.remove(w->id);
+        auto* c = static_cast<CommitWork*>(req->data);
+        c->result = c->owner->store_.commit(c->next);
+        if (!c->result) return;
+        for (const auto& id : c->shred) {
+          if (Status s = c->owner->store_.shred(id); !s) c->shred_failures.push_back(s.error().message);
+        }
       },
       [](uv_work_t* req, int) {
-        std::unique_ptr<Work> w(static_cast<Work*>(req->data));
-        w->owner->finished(*w);
+        auto* c = static_cast<CommitWork*>(req->data);
+        c->owner->commit_done(c->result);
       });
-  if (rc == 0) {
-    work.release();  // reclaimed in the after-work callback
-    return;
-  }
-  // Not queued: report it like a failed write, so waiters are answered and
-  // the slot moves on.
-  work->result = make_error(ErrorCode::kIo, std::string("cannot queue state write: ") + uv_strerror(rc));
-  finished(*work);
+  if (rc != 0) commit_done(make_error(ErrorCode::kIo, std::string("cannot queue a state commit: ") + uv_strerror(rc)));
 }
 
-void Persister::finished(Work& work) {
-  --in_flight_;
-  ++writes_;
-  if (!work.result) {
-    ++failures_;
-    log_.error(work.id, "persisting state failed: " + work.result.error().message);
-  }
-  for (auto& waiter : work.op.waiters) waiter(work.result);
-  Slot& slot = slots_[work.id];
-  if (slot.next) {
-    Op next = std::move(*slot.next);
-    slot.next.reset();
-    start(work.id, std::move(next));
+void Persister::commit_done(Status result) {
+  CommitWork& commit = batch_->commit;
+  if (result) {
+    committed_ = std::move(commit.next);
+    ++commits_;
+    for (const auto& id : commit.shred) keys_.erase(id);
   } else {
-    slots_.erase(work.id);
+    log_.error("committing the state manifest failed: " + result.error().message);
   }
+  for (const auto& failure : commit.shred_failures) {
+    log_.warn("removed instance's file not shredded (it is discarded at the next start): " + failure);
+  }
+  finish_batch(result);
+}
+
+void Persister::finish_batch(Status commit_result) {
+  std::unique_ptr<Batch> batch = std::move(batch_);
+  for (auto& write : batch->writes) {
+    const Status outcome = write.result ? commit_result : write.result;
+    ++writes_;
+    if (!outcome) {
+      ++failures_;
+      log_.error(write.id, "persisting state failed: " + outcome.error().message);
+    }
+    for (auto& waiter : write.waiters) waiter(outcome);
+  }
+  for (auto& [id, waiters] : batch->removals) {
+    for (auto& waiter : waiters) waiter(commit_result);
+  }
+  if (!batch_) start_batch();
   check_idle();
 }
 
@@ -95,7 +246,7 @@ void Persister::when_idle(std::function<void()> done) {
 }
 
 void Persister::check_idle() {
-  if (in_flight_ != 0 || !slots_.empty()) return;
+  if (batch_ || !pending_.empty()) return;
   auto waiters = std::move(idle_waiters_);
   idle_waiters_.clear();
   for (auto& w : waiters) w();

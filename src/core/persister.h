@@ -1,62 +1,87 @@
-// Asynchronous persistence of instance records on the libuv threadpool.
-// Per instance, at most one write is in flight; changes that arrive
-// meanwhile are merged into one next write (only the newest record is
-// written). A remove is ordered after the instance's in-flight write.
+// Asynchronous, group-committed persistence of instance state.
 //
-// Thread affinity: loop thread. FileStore calls run on the threadpool.
+// Changes wait in `pending_` (one slot per instance: a newer record
+// replaces an older one, and the older one's waiters ride along). When no
+// commit is running, every pending change becomes one batch:
+//   1. seal each record under its instance key and write its blob file
+//      (temp, fdatasync, rename), in parallel on the libuv threadpool;
+//   2. one commit: directory fsync, manifest (new generations and digests),
+//      directory fsync, root-of-trust counter increment;
+//   3. shred the files of removed instances.
+// Waiters run after step 2, so "durable" means the manifest names the
+// write. Changes that arrive meanwhile form the next batch.
+//
+// Thread affinity: loop thread; the StateStore calls run on the threadpool.
 #pragma once
 
 #include <uv.h>
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "src/core/log.h"
-#include "state/file_store.h"
+#include "state/crypto.h"
+#include "state/manifest.h"
+#include "state/state_store.h"
 
 namespace vtpm {
 
 class Persister {
  public:
-  Persister(uv_loop_t* loop, const state::FileStore& store, const Logger& log);
+  Persister(uv_loop_t* loop, state::StateStore& store, state::Manifest committed, state::Drbg& drbg,
+            const Logger& log);
+  ~Persister();
   Persister(const Persister&) = delete;
   Persister& operator=(const Persister&) = delete;
 
-  // `durable` (optional) runs once a write that contains this record (or a
-  // newer one of the same instance, merged into it) is on disk, or failed.
+  // `durable` (optional) runs once a commit that contains this record (or a
+  // newer one of the same instance, merged into it) is durable, or failed.
   void save(state::InstanceRecord record, std::function<void(Status)> durable = {});
+  // Drops the instance from the manifest, then shreds its file.
   void remove(const Uuid& id, std::function<void(Status)> done = {});
-  std::size_t in_flight() const { return in_flight_; }
   // Runs `done` once nothing is in flight or pending (now, if idle).
   void when_idle(std::function<void()> done);
+
+  std::size_t in_flight() const { return batch_ ? 1 : 0; }
   std::uint64_t writes() const { return writes_; }
   std::uint64_t failures() const { return failures_; }
+  std::uint64_t commits() const { return commits_; }
+  const state::Manifest& committed() const { return committed_; }
 
  private:
-  struct Op {
+  struct Pending {
     std::optional<state::InstanceRecord> record;  // empty: remove
     std::vector<std::function<void(Status)>> waiters;
   };
-  struct Slot {
-    bool busy = false;
-    std::optional<Op> next;
-  };
-  struct Work;
+  struct Batch;
+  struct BlobWrite;
+  struct Chunk;
+  struct CommitWork;
 
-  void enqueue(const Uuid& id, Op op);
-  void start(const Uuid& id, Op op);
-  void finished(Work& work);
+  void enqueue(const Uuid& id, Pending change);
+  void start_batch();
+  Status prepare_write(const Uuid& id, state::InstanceRecord record, BlobWrite& write);
+  void chunk_done();
+  void start_commit();
+  void commit_done(Status result);
+  void finish_batch(Status result);
   void check_idle();
 
   uv_loop_t* loop_;
-  const state::FileStore& store_;
+  state::StateStore& store_;
+  state::Manifest committed_;
+  state::Drbg& drbg_;
   const Logger& log_;
-  std::unordered_map<Uuid, Slot> slots_;
-  std::size_t in_flight_ = 0;
+  std::map<Uuid, Pending> pending_;
+  std::unique_ptr<Batch> batch_;  // the batch in flight, if any
+  std::unordered_map<Uuid, std::pair<state::KeySalt, state::SecretKey>> keys_;  // derived instance keys
+  std::vector<std::function<void()>> idle_waiters_;
   std::uint64_t writes_ = 0;
   std::uint64_t failures_ = 0;
-  std::vector<std::function<void()>> idle_waiters_;
+  std::uint64_t commits_ = 0;
 };
 
 }  // namespace vtpm

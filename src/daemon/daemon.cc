@@ -7,6 +7,9 @@
 #include <chrono>
 #include <climits>
 #include <csignal>
+#include <cstdlib>
+
+#include "state/file_root.h"
 
 namespace vtpm {
 namespace {
@@ -25,7 +28,7 @@ std::string directory_of_executable() {
 
 }  // namespace
 
-Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(log), store_(config_.state_dir) {
+Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(log) {
   uv_loop_init(&loop_);
 }
 
@@ -51,9 +54,28 @@ std::string Daemon::engine_worker_path() const {
   return std::string(VTPMD_LIBEXECDIR) + "/vtpmd-engine";
 }
 
+Status Daemon::open_state() {
+  if (Status s = drbg_.seeded(); !s) return s;
+  const char* crash_spec = std::getenv("VTPMD_CRASH_AT");
+  auto crash = state::CrashPoints::parse(crash_spec != nullptr ? crash_spec : "");
+  if (!crash) return crash.error();
+  if (crash->armed()) log_.warn("VTPMD_CRASH_AT=" + crash->describe() + ": this process will kill itself (testing)");
+  if (Status s = state::prepare_directory(config_.state_dir); !s) return s;
+  // The file root is the only one until the hardware-TPM root exists.
+  const std::string key_file = config_.root_key_file.empty() ? config_.state_dir + "/root.key" : config_.root_key_file;
+  auto root = state::FileRootOfTrust::open(key_file, drbg_);
+  if (!root) return make_error(root.error().code, "root of trust: " + root.error().message);
+  root_ = std::move(*root);
+  log_.warn("root of trust: " + root_->describe());
+  store_ = std::make_unique<state::StateStore>(config_.state_dir, *root_, *crash);
+  return Status::success();
+}
+
 Status Daemon::start() {
-  if (Status s = store_.prepare(); !s) return s;
-  persister_ = std::make_unique<Persister>(&loop_, store_, log_);
+  if (Status s = open_state(); !s) return s;
+  auto opened = store_->open(drbg_);
+  if (!opened) return make_error(opened.error().code, "state directory " + config_.state_dir + ": " + opened.error().message);
+  persister_ = std::make_unique<Persister>(&loop_, *store_, opened->manifest, drbg_, log_);
   engine::EngineOptions options;
   options.worker_path = engine_worker_path();
   options.tpm12_workers_max = config_.tpm12_workers_max;
@@ -72,7 +94,7 @@ Status Daemon::start() {
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_);
   handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, facts);
   server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_);
-  restore_instances();
+  restore_instances(std::move(*opened));
   if (Status s = server_->listen(config_.control_socket); !s) return s;
   reopen_endpoints();
 
@@ -90,15 +112,14 @@ Status Daemon::start() {
   return Status::success();
 }
 
-void Daemon::restore_instances() {
-  state::LoadedRecords loaded = store_.load_all();
-  for (const auto& failure : loaded.failures) {
-    log_.error("cannot load instance state, left untouched for inspection: " + failure);
-  }
-  for (auto& record : loaded.records) service_->restore(std::move(record));
-  for (const auto& [id, why] : loaded.unreadable) service_->quarantine(id, why);
-  log_.info("restored " + std::to_string(loaded.records.size()) + " instance(s) from " + config_.state_dir +
-            (loaded.failures.empty() ? "" : ", " + std::to_string(loaded.failures.size()) + " unreadable"));
+void Daemon::restore_instances(state::OpenedState opened) {
+  for (const auto& note : opened.notes) log_.warn("state: " + note);
+  const std::size_t restored = opened.records.size();
+  for (auto& record : opened.records) service_->restore(std::move(record));
+  for (const auto& [id, why] : opened.quarantined) service_->quarantine(id, why);
+  log_.info("restored " + std::to_string(restored) + " instance(s) from " + config_.state_dir +
+            (opened.quarantined.empty() ? "" : ", " + std::to_string(opened.quarantined.size()) + " quarantined") +
+            " (manifest counter " + std::to_string(store_->counter()) + ")");
 }
 
 void Daemon::reopen_endpoints() {

@@ -18,7 +18,9 @@
 #include "src/core/service.h"
 #include "src/core/uv_handle.h"
 #include "src/engine/engine.h"
-#include "state/file_store.h"
+#include "state/crypto.h"
+#include "state/root_of_trust.h"
+#include "state/state_store.h"
 
 namespace vtpm {
 
@@ -35,7 +37,8 @@ class Daemon {
 
  private:
   Status start();
-  void restore_instances();
+  Status open_state();
+  void restore_instances(state::OpenedState opened);
   void reopen_endpoints();
   void begin_shutdown(const char* why);
   void finish_shutdown();
@@ -44,7 +47,9 @@ class Daemon {
   Config config_;
   Logger& log_;
   uv_loop_t loop_{};
-  state::FileStore store_;
+  state::Drbg drbg_;
+  std::unique_ptr<state::RootOfTrust> root_;
+  std::unique_ptr<state::StateStore> store_;
   Registry registry_;
   std::unique_ptr<Persister> persister_;
   std::unique_ptr<engine::Engine> engine_;

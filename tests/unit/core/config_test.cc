@@ -89,7 +89,8 @@ TEST_CASE("config: no arguments gives the built-in defaults") {
   CHECK(c.state_dir == "/var/lib/vtpmd");
   CHECK(c.control_socket == "/run/vtpmd/control.sock");
   CHECK(c.log_level == LogLevel::kInfo);
-  CHECK(c.root_of_trust == "none");
+  CHECK(c.root_of_trust == "file");
+  CHECK(c.root_key_file.empty());
   CHECK(c.engine_worker.empty());
   CHECK(c.tpm12_workers_max == 64);
   CHECK(c.tpm12_slice_ms == 500);
@@ -110,12 +111,13 @@ TEST_CASE("config: --help, -h and --version are recognised") {
 
 TEST_CASE("config: every flag sets its setting") {
   const Config c = parse_ok({"--state-dir", "/s", "--control-socket", "/c.sock", "--log-level", "debug",
-                             "--root-of-trust", "none", "--engine-worker", "/w", "--tpm12-workers-max", "0",
+                             "--root-of-trust", "file", "--root-key-file", "/k", "--engine-worker", "/w", "--tpm12-workers-max", "0",
                              "--tpm12-slice-ms", "60000", "--default-max-command-size", "65536"});
   CHECK(c.state_dir == "/s");
   CHECK(c.control_socket == "/c.sock");
   CHECK(c.log_level == LogLevel::kDebug);
   CHECK(c.engine_worker == "/w");
+  CHECK(c.root_key_file == "/k");
   CHECK(c.tpm12_workers_max == 0);
   CHECK(c.tpm12_slice_ms == 60000);
   CHECK(c.default_max_command_size == 65536);
@@ -238,9 +240,14 @@ TEST_CASE("config: a bad log level is rejected and named") {
   CHECK(contains(e.message, "'loud'"));
 }
 
-TEST_CASE("config: a root of trust other than none is rejected") {
-  const Error e = parse_error({"--root-of-trust", "tpm"});
-  CHECK(contains(e.message, "'tpm'"));
+TEST_CASE("config: a root of trust other than file is rejected") {
+  const Error e = parse_error({"--root-of-trust", "none"});
+  CHECK(contains(e.message, "'none'"));
+}
+
+TEST_CASE("config: a relative root key file is rejected") {
+  const Error e = parse_error({"--root-key-file", "root.key"});
+  CHECK(contains(e.message, "absolute path"));
 }
 
 // --- apply_config_json ------------------------------------------------------

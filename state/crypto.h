@@ -1,0 +1,77 @@
+// The cryptography of the state store, on mbedTLS: AES-256-GCM, HKDF-SHA256,
+// HMAC-SHA256, SHA-256 and a CTR-DRBG. RAII for every mbedTLS context; key
+// material is wiped when it goes out of scope.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "proto/result.h"
+#include "state/bytes.h"
+
+namespace vtpm::state {
+
+constexpr std::size_t kKeySize = 32;
+constexpr std::size_t kNonceSize = 12;
+constexpr std::size_t kTagSize = 16;
+constexpr std::size_t kDigestSize = 32;
+
+using Digest = std::array<std::uint8_t, kDigestSize>;
+using Nonce = std::array<std::uint8_t, kNonceSize>;
+
+// A 256-bit secret. Copyable (the persister hands copies to worker
+// threads); every copy wipes itself.
+class SecretKey {
+ public:
+  SecretKey() = default;
+  explicit SecretKey(std::span<const std::uint8_t> bytes);
+  SecretKey(const SecretKey& other) = default;
+  SecretKey& operator=(const SecretKey& other) = default;
+  ~SecretKey();
+  std::span<const std::uint8_t> bytes() const { return bytes_; }
+  std::span<std::uint8_t> mutable_bytes() { return bytes_; }
+
+ private:
+  std::array<std::uint8_t, kKeySize> bytes_{};
+};
+
+// mbedTLS CTR-DRBG seeded from the platform entropy source. Not
+// thread-safe: one owner thread.
+class Drbg {
+ public:
+  Drbg();
+  ~Drbg();
+  Drbg(const Drbg&) = delete;
+  Drbg& operator=(const Drbg&) = delete;
+  Status seeded() const { return seed_status_; }
+  Status fill(std::span<std::uint8_t> out);
+  Result<SecretKey> new_key();
+  Result<Nonce> new_nonce();
+
+ private:
+  struct Contexts;
+  std::unique_ptr<Contexts> contexts_;
+  Status seed_status_ = Status::success();
+};
+
+Digest sha256(std::span<const std::uint8_t> data);
+Digest hmac_sha256(const SecretKey& key, std::span<const std::uint8_t> data);
+SecretKey hkdf_sha256(const SecretKey& ikm, std::span<const std::uint8_t> salt, std::span<const std::uint8_t> info);
+// Constant-time comparison of equal-length byte strings.
+bool equal_in_constant_time(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b);
+
+// ciphertext || tag.
+Bytes aes_gcm_seal(const SecretKey& key, const Nonce& nonce, std::span<const std::uint8_t> aad,
+                   std::span<const std::uint8_t> plaintext);
+// Fails (kCorrupt) unless the tag authenticates aad and ciphertext.
+Result<Bytes> aes_gcm_open(const SecretKey& key, const Nonce& nonce, std::span<const std::uint8_t> aad,
+                           std::span<const std::uint8_t> sealed);
+
+inline std::span<const std::uint8_t> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace vtpm::state

@@ -1,0 +1,74 @@
+#include "state/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace vtpm::state {
+
+void Fd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Error io_error(const std::string& what, const std::string& path) {
+  return make_error(ErrorCode::kIo, what + " " + path + ": " + std::strerror(errno));
+}
+
+Result<Bytes> read_whole_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return io_error("open", path);
+  Bytes out;
+  std::uint8_t chunk[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error("read", path);
+    if (n == 0) break;
+    out.insert(out.end(), chunk, chunk + n);
+  }
+  return out;
+}
+
+Status write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& path) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error("write", path);
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::success();
+}
+
+Status sync_directory(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return io_error("open", dir);
+  if (::fsync(fd.get()) != 0) return io_error("fsync", dir);
+  return Status::success();
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step) {
+  const std::string temp = path + ".tmp";
+  {
+    Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd.valid()) return io_error("create", temp);
+    if (Status s = write_all(fd.get(), bytes, temp); !s) return s;
+    if (step) step("temp-written");
+    if (::fdatasync(fd.get()) != 0) return io_error("fdatasync", temp);
+    if (step) step("synced");
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) return io_error("rename", temp);
+  if (step) step("renamed");
+  return Status::success();
+}
+
+}  // namespace vtpm::state

@@ -1,0 +1,46 @@
+// The manifest: the state directory's table of contents. It binds every
+// instance's latest committed generation and the SHA-256 of its sealed
+// blob file, and carries the root of trust's monotonic counter value at
+// the time it was written. It is MAC'd (HMAC-SHA256 under a key derived
+// from the master key), so neither an entry nor the counter value can be
+// changed, and an old manifest is recognised by its counter value.
+// Byte layout: docs/state-format.md. Pure.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <span>
+
+#include "proto/result.h"
+#include "proto/uuid.h"
+#include "state/bytes.h"
+#include "state/crypto.h"
+
+namespace vtpm::state {
+
+constexpr std::uint16_t kManifestFormatVersion = 1;
+
+struct ManifestEntry {
+  std::uint64_t generation = 0;
+  std::uint32_t key_epoch = 0;
+  // Kept for an instance whose blob failed to load: the entry is carried
+  // forward unchanged so the evidence is never treated as an orphan.
+  bool quarantined = false;
+  // Random per incarnation of a UUID; input to the instance key, so a
+  // re-created UUID never shares a key with its predecessor.
+  std::array<std::uint8_t, 32> key_salt{};
+  Digest blob_digest{};  // SHA-256 of the sealed blob file
+};
+
+struct Manifest {
+  std::uint64_t counter = 0;   // root-of-trust counter value this manifest is bound to
+  std::map<Uuid, ManifestEntry> entries;
+};
+
+Bytes encode_manifest(const Manifest& manifest, const SecretKey& mac_key);
+// Rejects (kCorrupt) a bad MAC, truncation, trailing bytes and malformed
+// fields. Freshness against the counter is the caller's check.
+Result<Manifest> decode_manifest(std::span<const std::uint8_t> bytes, const SecretKey& mac_key);
+
+}  // namespace vtpm::state

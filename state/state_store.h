@@ -1,0 +1,82 @@
+// The state directory: the sealed master key, the manifest and one sealed
+// blob per instance. Layout and byte formats: docs/state-format.md.
+//
+//   master.key        the master key, sealed by the root of trust
+//   manifest          generations + blob digests, MAC'd, bound to the counter
+//   <uuid>.vtpm       one instance's sealed blob
+//
+// open() runs once at start-up on the loop thread. write_blob, commit and
+// shred block on the disk: the persister runs them on the libuv
+// threadpool, blobs in parallel, commits one at a time.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "proto/result.h"
+#include "state/crash_points.h"
+#include "state/instance_record.h"
+#include "state/key_hierarchy.h"
+#include "state/manifest.h"
+#include "state/root_of_trust.h"
+
+namespace vtpm::state {
+
+struct OpenedState {
+  std::vector<InstanceRecord> records;
+  // Instances whose state failed a check; their files are left in place
+  // and their manifest entries are kept, flagged, so nothing is re-created
+  // over the evidence.
+  std::vector<std::pair<Uuid, std::string>> quarantined;
+  std::vector<std::string> notes;  // recoveries and discarded leftovers, for the log
+  Manifest manifest;               // what the persister continues from
+};
+
+// Creates the directory (mode 0700) if missing.
+Status prepare_directory(const std::string& path);
+
+class StateStore {
+ public:
+  StateStore(std::string directory, RootOfTrust& root, CrashPoints crash = {});
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  // Loads or creates the master key, checks the manifest against the root
+  // of trust's counter, then opens every blob; commits the reconciled
+  // manifest before returning. Fails only for problems of the whole store
+  // (no usable master key, an unwritable directory).
+  Result<OpenedState> open(Drbg& drbg);
+
+  const MasterKey& master() const { return master_; }
+  SecretKey instance_key(const Uuid& id, const ManifestEntry& entry) const {
+    return derive_instance_key(master_, id, entry.key_epoch, entry.key_salt);
+  }
+
+  // Crash-safe replace of <uuid>.vtpm; returns the SHA-256 of the bytes.
+  Result<Digest> write_blob(const Uuid& id, std::span<const std::uint8_t> sealed) const;
+  // Makes every renamed blob durable, writes the manifest bound to the next
+  // counter value, then increments the counter. Not concurrent with itself.
+  Status commit(Manifest manifest);
+  // Overwrites the blob with zeros, syncs, unlinks (best effort
+  // against recovery from the medium: the key salt is gone with the
+  // manifest entry, so the ciphertext is undecryptable anyway).
+  Status shred(const Uuid& id) const;
+
+  std::string blob_path(const Uuid& id) const;
+  const std::string& directory() const { return directory_; }
+  std::uint64_t counter() const { return counter_; }
+
+ private:
+  Result<MasterKey> open_master_key(Drbg& drbg, bool store_has_state);
+  void open_blobs(OpenedState& out, std::vector<Uuid> blob_files, bool manifest_trusted);
+
+  std::string directory_;
+  RootOfTrust& root_;
+  CrashPoints crash_;
+  MasterKey master_;
+  SecretKey manifest_key_;
+  std::uint64_t counter_ = 0;
+};
+
+}  // namespace vtpm::state

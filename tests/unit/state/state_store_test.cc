@@ -1,0 +1,440 @@
+// The state directory end to end, with the real file root of trust:
+// what survives a reopen, and what each kind of damage turns into.
+#include "state/state_store.h"
+
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "state/file_io.h"
+#include "state/file_root.h"
+#include "state/sealed_blob.h"
+
+namespace vtpm::state {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = "/tmp/vtpmd-unit-XXXXXX";
+    REQUIRE(::mkdtemp(templ.data()) != nullptr);
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+Uuid uuid_of(std::uint8_t last) {
+  Uuid::Bytes b{};
+  b[0] = 0x33;
+  b[6] = 0x40;
+  b[8] = 0x80;
+  b[15] = last;
+  return Uuid(b);
+}
+
+InstanceRecord record_for(const Uuid& id, std::uint8_t fill) {
+  InstanceRecord r;
+  r.uuid = id;
+  r.created_unix = 1700000000;
+  r.blobs.permanent = Bytes(128, fill);
+  return r;
+}
+
+Bytes read_bytes(const std::string& path) { return read_whole_file(path).value(); }
+
+void write_bytes(const std::string& path, const Bytes& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()),
+                                                                 static_cast<std::streamsize>(bytes.size()));
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// One daemon's view of a state directory: a root of trust and a store,
+// plus the persister's job (seal, write, commit) in miniature.
+class Session {
+ public:
+  explicit Session(const std::string& dir, const std::string& key_file = "") : dir_(dir) {
+    auto root = FileRootOfTrust::open(key_file.empty() ? dir + "/root.key" : key_file, drbg_);
+    REQUIRE_MESSAGE(root.ok(), (root.ok() ? "" : root.error().message));
+    root_ = std::move(*root);
+    store_ = std::make_unique<StateStore>(dir, *root_);
+  }
+  Result<OpenedState> open() {
+    auto opened = store_->open(drbg_);
+    if (opened) manifest_ = opened->manifest;
+    return opened;
+  }
+  OpenedState open_ok() {
+    auto opened = open();
+    REQUIRE_MESSAGE(opened.ok(), (opened.ok() ? "" : opened.error().message));
+    return std::move(*opened);
+  }
+  // Writes the blob of the next generation; commits unless told not to.
+  void save(const InstanceRecord& r, bool commit = true) {
+    ManifestEntry entry;
+    if (auto it = manifest_.entries.find(r.uuid); it != manifest_.entries.end()) {
+      entry = it->second;
+      ++entry.generation;
+    } else {
+      entry.generation = 1;
+      entry.key_epoch = store_->master().epoch;
+      REQUIRE(drbg_.fill(entry.key_salt).ok());
+    }
+    SealedHeader h;
+    h.tpm = r.version;
+    h.uuid = r.uuid;
+    h.generation = entry.generation;
+    h.key_epoch = entry.key_epoch;
+    h.nonce = drbg_.new_nonce().value();
+    auto digest = store_->write_blob(r.uuid, seal_blob(store_->instance_key(r.uuid, entry), h, encode_record(r)));
+    REQUIRE(digest.ok());
+    entry.blob_digest = *digest;
+    if (!commit) return;
+    manifest_.entries[r.uuid] = entry;
+    REQUIRE(store_->commit(manifest_).ok());
+  }
+  void remove(const Uuid& id) {
+    manifest_.entries.erase(id);
+    REQUIRE(store_->commit(manifest_).ok());
+    REQUIRE(store_->shred(id).ok());
+  }
+  std::string blob(const Uuid& id) const { return store_->blob_path(id); }
+
+ private:
+  std::string dir_;
+  Drbg drbg_;
+  std::unique_ptr<FileRootOfTrust> root_;
+  std::unique_ptr<StateStore> store_;
+  Manifest manifest_;
+};
+
+std::string why_quarantined(const OpenedState& s, const Uuid& id) {
+  for (const auto& [q, why] : s.quarantined) {
+    if (q == id) return why;
+  }
+  return "";
+}
+
+bool has_record(const OpenedState& s, const Uuid& id) {
+  for (const auto& r : s.records) {
+    if (r.uuid == id) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("state_store: a fresh directory gets a key, a sealed master key and an empty manifest") {
+  TempDir dir;
+  Session session(dir.path());
+  const OpenedState s = session.open_ok();
+  CHECK(s.records.empty());
+  CHECK(s.quarantined.empty());
+  for (const char* name : {"root.key", "root.key.counter", "master.key", "manifest"}) {
+    CAPTURE(name);
+    struct stat st {};
+    REQUIRE(::stat((dir.path() + "/" + name).c_str(), &st) == 0);
+    CHECK((st.st_mode & 077) == 0);
+  }
+}
+
+TEST_CASE("state_store: records survive a reopen by a new process, generations keep counting") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    for (std::uint8_t i = 1; i <= 3; ++i) first.save(record_for(uuid_of(i), i));
+    first.save(record_for(uuid_of(2), 0x22));  // generation 2 of instance 2
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.quarantined.empty());
+  REQUIRE(s.records.size() == 3);
+  for (const auto& r : s.records) {
+    const std::uint8_t fill = r.uuid == uuid_of(2) ? 0x22 : r.uuid.bytes()[15];
+    CHECK(r.blobs.permanent == Bytes(128, fill));
+  }
+  CHECK(s.manifest.entries.at(uuid_of(2)).generation == 2);
+}
+
+TEST_CASE("state_store: the plaintext of a record is nowhere in the directory") {
+  TempDir dir;
+  Session session(dir.path());
+  session.open_ok();
+  InstanceRecord r = record_for(uuid_of(1), 0);
+  r.blobs.permanent = Bytes(64, 0);
+  const std::string marker = "vtpmd-plaintext-marker";
+  r.blobs.permanent.insert(r.blobs.permanent.end(), marker.begin(), marker.end());
+  session.save(r);
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
+    const Bytes bytes = read_bytes(entry.path().string());
+    CHECK_FALSE(contains(std::string(bytes.begin(), bytes.end()), marker));
+  }
+}
+
+TEST_CASE("state_store: a tampered blob quarantines that instance only") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    for (std::uint8_t i = 1; i <= 3; ++i) first.save(record_for(uuid_of(i), i));
+    Bytes b = read_bytes(first.blob(uuid_of(2)));
+    b[b.size() / 2] ^= 0x01;
+    write_bytes(first.blob(uuid_of(2)), b);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.records.size() == 2);
+  CHECK(has_record(s, uuid_of(1)));
+  CHECK(has_record(s, uuid_of(3)));
+  CHECK(contains(why_quarantined(s, uuid_of(2)), "authentication failed"));
+  CHECK(fs::exists(second.blob(uuid_of(2))));  // evidence kept
+}
+
+TEST_CASE("state_store: a truncated blob is quarantined") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    fs::resize_file(first.blob(uuid_of(1)), 100);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.records.empty());
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "does not match the header"));
+}
+
+TEST_CASE("state_store: an older generation put back is a rollback") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    const Bytes old = read_bytes(first.blob(uuid_of(1)));
+    first.save(record_for(uuid_of(1), 2));
+    first.save(record_for(uuid_of(1), 3));
+    write_bytes(first.blob(uuid_of(1)), old);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.records.empty());
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "rollback: generation 1 is older than generation 3"));
+}
+
+TEST_CASE("state_store: another instance's blob under this UUID's name is rejected") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    first.save(record_for(uuid_of(2), 2));
+    fs::copy_file(first.blob(uuid_of(2)), first.blob(uuid_of(1)), fs::copy_options::overwrite_existing);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(has_record(s, uuid_of(2)));
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "belongs to instance " + uuid_of(2).to_string()));
+}
+
+TEST_CASE("state_store: an old manifest put back (directory rollback) quarantines everything it lists") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    const Bytes old_manifest = read_bytes(dir.path() + "/manifest");
+    const Bytes old_blob = read_bytes(first.blob(uuid_of(1)));
+    first.save(record_for(uuid_of(1), 2));
+    write_bytes(dir.path() + "/manifest", old_manifest);  // consistent old copy of both
+    write_bytes(first.blob(uuid_of(1)), old_blob);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.records.empty());
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "rolled back"));
+  // The quarantine itself is durable: the next start still refuses it.
+  Session third(dir.path());
+  const OpenedState again = third.open_ok();
+  CHECK(again.records.empty());
+  CHECK(contains(why_quarantined(again, uuid_of(1)), "quarantined at an earlier start"));
+}
+
+TEST_CASE("state_store: a tampered manifest quarantines every instance and is kept aside") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    first.save(record_for(uuid_of(2), 2));
+    Bytes m = read_bytes(dir.path() + "/manifest");
+    m[30] ^= 0x80;
+    write_bytes(dir.path() + "/manifest", m);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.records.empty());
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "MAC mismatch"));
+  CHECK(contains(why_quarantined(s, uuid_of(2)), "MAC mismatch"));
+  CHECK(fs::exists(dir.path() + "/manifest.rejected"));
+  CHECK(fs::exists(second.blob(uuid_of(1))));
+}
+
+TEST_CASE("state_store: a deleted manifest quarantines every blob") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    fs::remove(dir.path() + "/manifest");
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.records.empty());
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "manifest is missing"));
+}
+
+TEST_CASE("state_store: a deleted blob is reported missing, not re-created") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    fs::remove(first.blob(uuid_of(1)));
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "state file is missing"));
+}
+
+TEST_CASE("state_store: a blob written but never committed is adopted when it is the next generation") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    first.save(record_for(uuid_of(1), 2), /*commit=*/false);  // crash before the manifest
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  REQUIRE(s.records.size() == 1);
+  CHECK(s.records[0].blobs.permanent == Bytes(128, 2));
+  CHECK(s.manifest.entries.at(uuid_of(1)).generation == 2);
+}
+
+TEST_CASE("state_store: a blob of an uncommitted add is discarded; a removed instance stays removed") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    first.save(record_for(uuid_of(2), 2), /*commit=*/false);  // add interrupted before its commit
+    first.save(record_for(uuid_of(3), 3));
+    first.remove(uuid_of(3));
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.quarantined.empty());
+  REQUIRE(s.records.size() == 1);
+  CHECK(s.records[0].uuid == uuid_of(1));
+  CHECK_FALSE(fs::exists(second.blob(uuid_of(2))));
+  CHECK_FALSE(fs::exists(second.blob(uuid_of(3))));
+}
+
+TEST_CASE("state_store: a commit interrupted before the counter increment is completed at start") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    const Bytes counter = read_bytes(dir.path() + "/root.key.counter");
+    first.save(record_for(uuid_of(1), 2));
+    write_bytes(dir.path() + "/root.key.counter", counter);  // the increment never happened
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  REQUIRE(s.records.size() == 1);
+  CHECK(s.records[0].blobs.permanent == Bytes(128, 2));
+  bool noted = false;
+  for (const auto& n : s.notes) noted = noted || contains(n, "completed an interrupted manifest commit");
+  CHECK(noted);
+}
+
+TEST_CASE("state_store: state without its master key refuses to open") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+  }
+  fs::remove(dir.path() + "/master.key");
+  Session second(dir.path());
+  auto opened = second.open();
+  REQUIRE_FALSE(opened.ok());
+  CHECK(contains(opened.error().message, "no master key file"));
+  CHECK(fs::exists(second.blob(uuid_of(1))));
+}
+
+TEST_CASE("state_store: another root key cannot unseal the master key") {
+  TempDir dir;
+  TempDir elsewhere;
+  {
+    Session first(dir.path());
+    first.open_ok();
+  }
+  Session second(dir.path(), elsewhere.path() + "/other.key");
+  auto opened = second.open();
+  REQUIRE_FALSE(opened.ok());
+  CHECK(contains(opened.error().message, "cannot unseal the master key"));
+}
+
+TEST_CASE("file_root: a key file readable by others is refused") {
+  TempDir dir;
+  Drbg drbg;
+  const std::string key = dir.path() + "/root.key";
+  REQUIRE(FileRootOfTrust::open(key, drbg).ok());
+  REQUIRE(::chmod(key.c_str(), 0644) == 0);
+  auto again = FileRootOfTrust::open(key, drbg);
+  REQUIRE_FALSE(again.ok());
+  CHECK(contains(again.error().message, "chmod 600"));
+}
+
+TEST_CASE("file_root: the counter counts, persists, and a modified counter file is refused") {
+  TempDir dir;
+  Drbg drbg;
+  const std::string key = dir.path() + "/root.key";
+  {
+    auto root = FileRootOfTrust::open(key, drbg);
+    REQUIRE(root.ok());
+    CHECK((*root)->read_counter().value() == 0);
+    CHECK((*root)->increment_counter().value() == 1);
+    CHECK((*root)->increment_counter().value() == 2);
+  }
+  auto root = FileRootOfTrust::open(key, drbg);
+  CHECK((*root)->read_counter().value() == 2);
+  Bytes c = read_bytes(key + ".counter");
+  c[7] = 9;
+  write_bytes(key + ".counter", c);
+  auto read = (*root)->read_counter();
+  REQUIRE_FALSE(read.ok());
+  CHECK(contains(read.error().message, "fails its MAC"));
+}
+
+}  // namespace vtpm::state
