@@ -4,7 +4,9 @@
   variable ``VTPMD_BUILD_DIR``, default ``/work/main/build``) in a fresh
   temporary directory holding its state directory, control socket and log.
   It is a context manager; ``stop()`` (SIGTERM, exit status 0 expected),
-  ``kill()`` (SIGKILL) and ``restart()`` (same state directory) control it,
+  ``kill()`` (SIGKILL) and ``restart()`` (same state directory) control it;
+  ``start(env=...)`` / ``restart(env=...)`` add environment variables for
+  that one run (e.g. ``{"VTPMD_CRASH_AT": "blob-synced:3"}``),
   ``call()`` talks JSON over a persistent connection, ``client()`` opens more
   connections, ``raw_send()`` sends raw bytes on a fresh connection and
   ``ctl()`` runs vtpmctl against the daemon.
@@ -40,6 +42,7 @@ BUILD_DIR = os.environ.get("VTPMD_BUILD_DIR", "/work/main/build")
 VTPMD = os.path.join(BUILD_DIR, "src", "vtpmd")
 VTPMD_ENGINE = os.path.join(BUILD_DIR, "src", "vtpmd-engine")
 VTPMCTL = os.path.join(BUILD_DIR, "tools", "vtpmctl", "vtpmctl")
+STATE_EDITOR = os.path.join(BUILD_DIR, "tests", "support", "state_editor")
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 30.0
@@ -263,7 +266,12 @@ class Daemon:
     def __exit__(self, *exc):
         self.cleanup()
 
-    def start(self):
+    def start(self, env=None):
+        """Start vtpmd and wait until it answers ``hello``.
+
+        *env*: extra environment variables (dict) for this run only, on top
+        of the test's own environment; a later start() without *env* runs
+        without them."""
         for path in (VTPMD, VTPMD_ENGINE, VTPMCTL):
             if not os.access(path, os.X_OK):
                 raise RuntimeError("%s is missing; build first (ninja -C %s)"
@@ -273,13 +281,19 @@ class Daemon:
         args = [VTPMD, "--state-dir", self.state_dir,
                 "--control-socket", self.socket_path,
                 "--log-level", self.log_level] + self.extra_args
+        child_env = None
+        if env:
+            child_env = dict(os.environ)
+            child_env.update({k: str(v) for k, v in env.items()})
         with open(self.log_path, "ab") as log:
-            log.write(("==== %s: %s\n" % (time.strftime("%H:%M:%S"),
-                                         " ".join(args))).encode())
+            log.write(("==== %s: %s%s\n" % (
+                time.strftime("%H:%M:%S"),
+                "".join("%s=%s " % kv for kv in sorted((env or {}).items())),
+                " ".join(args))).encode())
             log.flush()
             self.proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True)
+                start_new_session=True, close_fds=True, env=child_env)
         self.pgids.append(self.proc.pid)
         self._wait_ready()
         return self
@@ -348,13 +362,14 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(10)
 
-    def restart(self, extra_args=None):
-        """Start again on the same state dir (after stop() or kill())."""
+    def restart(self, extra_args=None, env=None):
+        """Start again on the same state dir (after stop() or kill()).
+        *env*: extra environment variables for this run only (see start())."""
         if self.running():
             raise RuntimeError("restart() needs a stopped daemon")
         if extra_args is not None:
             self.extra_args = list(extra_args)
-        return self.start()
+        return self.start(env=env)
 
     def _kill_groups(self):
         for pgid in self.pgids:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import struct
+import subprocess
 import sys
 import time
 
@@ -21,24 +22,6 @@ NV_INDEX = 0x01500010
 NV_DATA = b"survives power loss!"
 PCR20 = 16
 PCR12 = 10
-
-
-def record_parts(data):
-    """Split a .vtpm record (see state/instance_record.h) into
-    (meta JSON bytes, permanent, volatile, save_state)."""
-    assert data[:8] == b"VTPMREC1", data[:8]
-    pos, parts = 8, []
-    for _ in range(4):
-        n = struct.unpack(">I", data[pos:pos + 4])[0]
-        parts.append(data[pos + 4:pos + 4 + n])
-        pos += 4 + n
-    assert pos == len(data) - 32
-    return parts
-
-
-def record_build(parts):
-    out = b"VTPMREC1" + b"".join(struct.pack(">I", len(p)) + p for p in parts)
-    return out + hashlib.sha256(out).digest()
 
 
 class LifecycleTest(harness.DaemonTestCase):
@@ -383,13 +366,10 @@ class LifecycleTest(harness.DaemonTestCase):
         for u in (good, bad):
             self.boot20(d, u)
         d.stop()
-        path = d.state_file(bad)
-        with open(path, "rb") as f:
-            meta, perm, vol, save = record_parts(f.read())
-        # garble libtpms' permanent blob but keep the record checksum valid
-        perm = bytes(b ^ 0xA5 for b in perm[:64]) + perm[64:]
-        with open(path, "wb") as f:
-            f.write(record_build([meta, perm, b"", save]))
+        # Garble libtpms' permanent blob inside an authentic, sealed record
+        # (as only a holder of the root key could): the store accepts it,
+        # libtpms must refuse it.
+        subprocess.run([harness.STATE_EDITOR, d.state_dir, "garble-permanent", bad], check=True)
         d.restart()
         self.assertEqual(len(T.parse_get_random(d.exec(good,
                                                        T.get_random(8)))), 8)

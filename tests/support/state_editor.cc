@@ -1,0 +1,60 @@
+// Test helper: edits a stopped vtpmd's state directory the way only a
+// holder of the root key could, to reach checks that sit behind the
+// sealing (e.g. libtpms refusing its own, authentic but garbled, state).
+//
+//   state_editor STATE_DIR garble-permanent UUID
+//
+// Not installed; used by tests/integration.
+#include <cstdio>
+#include <string>
+
+#include "state/file_root.h"
+#include "state/sealed_blob.h"
+#include "state/state_store.h"
+
+using namespace vtpm;
+using namespace vtpm::state;
+
+namespace {
+
+int fail(const std::string& why) {
+  std::fprintf(stderr, "state_editor: %s\n", why.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4 || std::string(argv[2]) != "garble-permanent") {
+    return fail("usage: state_editor STATE_DIR garble-permanent UUID");
+  }
+  const std::string dir = argv[1];
+  auto id = Uuid::parse(argv[3]);
+  if (!id) return fail(id.error().message);
+  Drbg drbg;
+  auto root = FileRootOfTrust::open(dir + "/root.key", drbg);
+  if (!root) return fail(root.error().message);
+  StateStore store(dir, **root);
+  auto opened = store.open(drbg);
+  if (!opened) return fail(opened.error().message);
+  for (auto& record : opened->records) {
+    if (record.uuid != *id) continue;
+    for (std::size_t i = 0; i < 64 && i < record.blobs.permanent.size(); ++i) record.blobs.permanent[i] ^= 0xa5;
+    record.blobs.volatile_state.clear();
+    ManifestEntry entry = opened->manifest.entries.at(*id);
+    ++entry.generation;
+    SealedHeader header;
+    header.tpm = record.version;
+    header.uuid = *id;
+    header.generation = entry.generation;
+    header.key_epoch = entry.key_epoch;
+    header.nonce = drbg.new_nonce().value();
+    auto digest = store.write_blob(*id, seal_blob(store.instance_key(*id, entry), header, encode_record(record)));
+    if (!digest) return fail(digest.error().message);
+    entry.blob_digest = *digest;
+    opened->manifest.entries[*id] = entry;
+    if (Status s = store.commit(opened->manifest); !s) return fail(s.error().message);
+    return 0;
+  }
+  return fail("no loadable instance " + id->to_string());
+}
