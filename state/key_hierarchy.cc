@@ -33,8 +33,7 @@ SecretKey derive_manifest_key(const MasterKey& master) {
 }
 
 SecretKey derive_transport_key(std::span<const std::uint8_t> operator_key, std::span<const std::uint8_t> salt) {
-  // HKDF takes input keying material of any length; SecretKey holds 32
-  // bytes, so extract with mbedTLS directly through a digest first.
+  // The operator's key may have any length; SecretKey holds 32 bytes.
   const Digest ikm = sha256(operator_key);
   return hkdf_sha256(SecretKey(ikm), salt, as_bytes("vtpmd export transport key v1"));
 }

@@ -1,5 +1,7 @@
 #include "src/control/handlers.h"
 
+#include "state/export_bundle.h"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -74,7 +76,8 @@ void Handlers::dispatch(const std::string& method, const Json& params, Reply rep
       {"hello", &Handlers::hello}, {"status", &Handlers::status}, {"add", &Handlers::add},
       {"remove", &Handlers::remove}, {"list", &Handlers::list},   {"show", &Handlers::show},
       {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel},
-      {"attach", &Handlers::attach}, {"detach", &Handlers::detach}};
+      {"attach", &Handlers::attach}, {"detach", &Handlers::detach},
+      {"export", &Handlers::export_instance}, {"import", &Handlers::import_instance}};
   for (const auto& [name, handler] : kMethods) {
     if (method == name) return (this->*handler)(params, std::move(reply));
   }
@@ -273,6 +276,58 @@ void Handlers::detach(const Json& params, Reply reply) {
   if (Status s = swtpm_.detach(*id); !s) return reply(s.error());
   (void)service_.set_channel_config(*id, {});
   reply(instance_json(**service_.show(*id), service_, swtpm_));
+}
+
+namespace {
+
+// The operator's transport key, hex-encoded on the wire.
+Result<engine::Bytes> transport_key_param(const Json& params) {
+  auto text = string_param(params, "transport_key");
+  if (!text) return text.error();
+  if (!*text) return make_error(ErrorCode::kInvalidArgument, "missing parameter 'transport_key'");
+  auto key = from_hex(**text);
+  if (!key) return make_error(ErrorCode::kInvalidArgument, "transport_key: " + key.error().message);
+  if (key->size() < state::kMinTransportKey) {
+    return make_error(ErrorCode::kInvalidArgument, "transport_key must be at least " +
+                                                       std::to_string(state::kMinTransportKey) + " bytes");
+  }
+  return key;
+}
+
+}  // namespace
+
+void Handlers::export_instance(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid", "transport_key"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto key = transport_key_param(params);
+  if (!key) return reply(key.error());
+  service_.export_instance(*id, [this, reply = std::move(reply), key = std::move(*key)](
+                                    Result<state::InstanceRecord> record) {
+    if (!record) return reply(record.error());
+    auto bundle = state::seal_export(*record, key, drbg_);
+    if (!bundle) return reply(bundle.error());
+    reply(Json{{"uuid", record->uuid.to_string()},
+               {"tpm", tpm_version_name(record->version)},
+               {"bundle", to_hex(*bundle)}});
+  });
+}
+
+void Handlers::import_instance(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"bundle", "transport_key"}); !s) return reply(s.error());
+  auto key = transport_key_param(params);
+  if (!key) return reply(key.error());
+  auto text = string_param(params, "bundle");
+  if (!text) return reply(text.error());
+  if (!*text) return reply(make_error(ErrorCode::kInvalidArgument, "missing parameter 'bundle'"));
+  auto bundle = from_hex(**text);
+  if (!bundle) return reply(make_error(ErrorCode::kInvalidArgument, "bundle: " + bundle.error().message));
+  auto record = state::open_export(*bundle, *key);
+  if (!record) return reply(record.error());
+  service_.import_instance(std::move(*record), [this, reply = std::move(reply)](Result<const Instance*> r) {
+    if (!r) return reply(r.error());
+    reply(instance_json(**r, service_, swtpm_));
+  });
 }
 
 }  // namespace vtpm::control

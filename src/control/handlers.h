@@ -8,6 +8,7 @@
 #include "proto/control_message.h"
 #include "backends/swtpm/swtpm_backend.h"
 #include "src/core/service.h"
+#include "state/crypto.h"
 
 namespace vtpm::control {
 
@@ -21,8 +22,8 @@ class Handlers {
  public:
   using Reply = std::function<void(Result<Json>)>;
 
-  Handlers(Service& service, engine::Engine& engine, swtpm::SwtpmBackend& swtpm, DaemonFacts facts)
-      : service_(service), engine_(engine), swtpm_(swtpm), facts_(std::move(facts)) {}
+  Handlers(Service& service, engine::Engine& engine, swtpm::SwtpmBackend& swtpm, state::Drbg& drbg, DaemonFacts facts)
+      : service_(service), engine_(engine), swtpm_(swtpm), drbg_(drbg), facts_(std::move(facts)) {}
 
   // Runs `method`; `reply` is called exactly once (maybe synchronously).
   void dispatch(const std::string& method, const Json& params, Reply reply);
@@ -41,12 +42,15 @@ class Handlers {
   void cancel(const Json& params, Reply reply);
   void attach(const Json& params, Reply reply);
   void detach(const Json& params, Reply reply);
+  void export_instance(const Json& params, Reply reply);
+  void import_instance(const Json& params, Reply reply);
   // Opens the endpoints and records them so they reopen at start-up.
   Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 
   Service& service_;
   engine::Engine& engine_;
   swtpm::SwtpmBackend& swtpm_;
+  state::Drbg& drbg_;  // salts and nonces of export bundles
   DaemonFacts facts_;
 };
 

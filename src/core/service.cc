@@ -286,6 +286,56 @@ void Service::export_state(const Uuid& id, BlobsCallback done) {
   });
 }
 
+void Service::export_instance(const Uuid& id, RecordCallback done) {
+  export_state(id, [this, id, done = std::move(done)](Result<engine::StateBlobs> blobs) {
+    if (!blobs) return done(blobs.error());
+    const Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while exporting"));
+    state::InstanceRecord record = i->record(false);
+    record.blobs = std::move(*blobs);
+    record.channels.clear();
+    done(std::move(record));
+  });
+}
+
+void Service::import_instance(state::InstanceRecord record, InstanceCallback done) {
+  if (shutting_down_) return done(make_error(ErrorCode::kUnavailable, "daemon is shutting down"));
+  if (record.blobs.permanent.empty()) return done(make_error(ErrorCode::kInvalidArgument, "the record has no TPM state"));
+  const Uuid id = record.uuid;
+  Instance incoming;
+  incoming.uuid = id;
+  incoming.version = record.version;
+  incoming.created_unix = record.created_unix;
+  incoming.auto_startup = record.auto_startup;
+  incoming.max_command_size = record.max_command_size;
+  incoming.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
+  incoming.saved.permanent = record.blobs.permanent;
+  incoming.saved.save_state = record.blobs.save_state;
+  auto added = registry_.add(std::move(incoming));
+  if (!added) return done(added.error());
+  (*added)->removing = true;  // not usable until hosted and durable
+  engine_.attach(id, (*added)->params(), std::move(record.blobs), [this, id, done = std::move(done)](engine::Completion&& c) {
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during import"));
+    auto undo = [this, id, done](Error why) {
+      log_.error(id, "import failed: " + why.message);
+      registry_.erase(id);
+      engine_.detach(id, [](engine::Completion&&) {});
+      done(std::move(why));
+    };
+    if (!c.ok) return undo(make_error(ErrorCode::kCorrupt, "the imported TPM state cannot be hosted: " + c.message));
+    persister_.save(i->record(false), [this, id, done, undo](Status saved) {
+      Instance* again = registry_.find(id);
+      if (again == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during import"));
+      if (!saved) return undo(make_error(ErrorCode::kIo, "the imported instance could not be saved: " + saved.error().message));
+      again->removing = false;
+      log_.info(id, std::string("imported TPM ") + tpm_version_name(again->version) + " instance on " +
+                        engine_.placement(id));
+      done(static_cast<const Instance*>(again));
+    });
+  });
+}
+
 void Service::store_volatile(const Uuid& id, StatusCallback done) {
   export_state(id, [this, id, done = std::move(done)](Result<engine::StateBlobs> blobs) {
     if (!blobs) return done(blobs.error());

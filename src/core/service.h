@@ -68,6 +68,14 @@ class Service {
   using BlobsCallback = std::function<void(Result<engine::StateBlobs>)>;
   // The instance's libtpms state as of now (after its queued commands).
   void export_state(const Uuid& id, BlobsCallback done);
+  using RecordCallback = std::function<void(Result<state::InstanceRecord>)>;
+  // A consistent copy of the instance for export: settings and libtpms
+  // state including volatile state (PCRs, sessions), after its queued
+  // commands. Guest channels are host-specific and not included.
+  void export_instance(const Uuid& id, RecordCallback done);
+  // Creates an instance from an exported record, under its own UUID; it
+  // resumes the exported volatile state. Answers once it is durable.
+  void import_instance(state::InstanceRecord record, InstanceCallback done);
   // Saves the instance's volatile state with the rest, durably (swtpm's
   // STORE_VOLATILE): a crash before the next change of persistent state
   // resumes from it. The next save without it (any NV change) drops it.

@@ -92,7 +92,7 @@ Status Daemon::start() {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   facts.connections = [this] { return server_ ? server_->connections() : 0; };
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_);
-  handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, facts);
+  handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, drbg_, facts);
   server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_);
   restore_instances(std::move(*opened));
   if (Status s = server_->listen(config_.control_socket); !s) return s;

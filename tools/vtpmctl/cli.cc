@@ -1,6 +1,7 @@
 #include "tools/vtpmctl/cli.h"
 
 #include <array>
+#include <fstream>
 #include <charconv>
 #include <cmath>
 #include <iterator>
@@ -239,6 +240,51 @@ Result<Json> parse_exec(std::string_view command, Args args, std::istream& in) {
   return params;
 }
 
+// A whole (small) file: a transport key or an export bundle.
+Result<std::vector<std::uint8_t>> read_small_file(std::string_view what, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return usage(std::string(what) + ": cannot read " + in_quotes(path));
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() > 8 * 1024 * 1024) return usage(std::string(what) + ": " + in_quotes(path) + " is too large");
+  return bytes;
+}
+
+Result<std::string> transport_key_hex(const SplitArgs& split) {
+  auto it = split.flags.find("--transport-key");
+  if (it == split.flags.end()) return usage("--transport-key FILE is required (at least 16 bytes, e.g. head -c 32 /dev/urandom)");
+  auto key = read_small_file("--transport-key", it->second);
+  if (!key) return key.error();
+  if (key->size() < 16) return usage("--transport-key: " + in_quotes(it->second) + " holds fewer than 16 bytes");
+  return to_hex(*key);
+}
+
+Result<Json> parse_export(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 2> kFlags = {{{"--transport-key", true}, {"--output", true}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  auto key = transport_key_hex(*split);
+  if (!key) return key.error();
+  auto output = split->flags.find("--output");
+  if (output == split->flags.end()) return usage("export: --output FILE is required");
+  // "output" is vtpmctl's own; parse_command_line moves it out of the params.
+  return Json{{"uuid", *uuid}, {"transport_key", *key}, {"output", output->second}};
+}
+
+Result<Json> parse_import(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 1> kFlags = {{{"--transport-key", true}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "the export FILE"); !s) return s.error();
+  auto bundle = read_small_file("import", std::string(split->positional[0]));
+  if (!bundle) return bundle.error();
+  auto key = transport_key_hex(*split);
+  if (!key) return key.error();
+  return Json{{"bundle", to_hex(*bundle)}, {"transport_key", *key}};
+}
+
 using CommandParser = Result<Json> (*)(std::string_view, Args, std::istream&);
 
 struct CommandSpec {
@@ -246,7 +292,9 @@ struct CommandSpec {
   CommandParser parse;
 };
 
-constexpr std::array<CommandSpec, 11> kCommands = {{
+constexpr std::array<CommandSpec, 13> kCommands = {{
+    {"export", parse_export},
+    {"import", parse_import},
     {"attach", parse_attach},
     {"detach", parse_uuid_only},
     {"add", parse_add},
@@ -313,6 +361,10 @@ Result<Invocation> parse_command_line(Args args, const char* env_socket, std::is
     if (!params) return params.error();
     inv.method = command;
     inv.params = std::move(*params);
+    if (inv.params.contains("output")) {
+      inv.output_path = inv.params["output"].get<std::string>();
+      inv.params.erase("output");
+    }
     return inv;
   }
   return usage("unknown command " + in_quotes(command));

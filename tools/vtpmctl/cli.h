@@ -26,6 +26,7 @@ struct Invocation {
   std::optional<std::chrono::milliseconds> timeout = kDefaultTimeout;  // nullopt: wait forever
   std::string method;  // also the command name: the commands map 1:1 to methods
   control::Json params = control::Json::object();
+  std::string output_path;  // export: where the bundle goes
 };
 
 // args excludes argv[0]. env_socket is $VTPMD_SOCKET (may be null); `in`

@@ -159,6 +159,11 @@ Result<std::string> format_human(std::string_view method, const Json& result) {
     return *value + "\n";
   }
   if (method == "remove") return with_uuid(result, "removed ");
+  if (method == "export") {
+    return "exported " + text(result, "uuid") + " (TPM " + text(result, "tpm") + ", " +
+           std::to_string(text(result, "bundle").size() / 2) + " bytes)\n";
+  }
+  if (method == "import") return with_uuid(result, "imported ");
   if (method == "cancel") return with_uuid(result, "cancel requested for ");
   if (method == "power") {
     return text(result, "uuid") + ": power " + text(result, "power") + ", state " + text(result, "state") + "\n";

@@ -1,15 +1,22 @@
 // vtpmctl: command-line client of vtpmd's JSON control socket.
 // Exit status: 0 success, 1 daemon error, 2 usage error, 3 transport failure.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iostream>
 #include <string_view>
 #include <vector>
 
+#include "proto/hex.h"
 #include "proto/result.h"
 #include "tools/vtpmctl/cli.h"
 #include "tools/vtpmctl/client.h"
 #include "tools/vtpmctl/format.h"
+#include "tools/vtpmctl/unique_fd.h"
 #include "tools/vtpmctl/usage.h"
 
 #ifndef VTPMD_VERSION
@@ -27,6 +34,23 @@ int fail(ExitCode code, std::string_view message) {
   return code;
 }
 
+// export: the bundle goes to a new file, readable by its owner only.
+Status write_bundle(const std::string& path, const control::Json& result) {
+  auto bytes = from_hex(result.value("bundle", std::string()));
+  if (!bytes || bytes->empty()) return make_error(ErrorCode::kCorrupt, "the daemon sent no bundle");
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return make_error(ErrorCode::kIo, "cannot create " + path + ": " + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes->size()) {
+    const ssize_t n = ::write(fd.get(), bytes->data() + done, bytes->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return make_error(ErrorCode::kIo, "cannot write " + path + ": " + std::strerror(errno));
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) return make_error(ErrorCode::kIo, "cannot sync " + path + ": " + std::strerror(errno));
+  return Status::success();
+}
+
 int run_request(const Invocation& inv) {
   const ClientOptions options{inv.socket_path, inv.timeout};
   auto response = call(options, inv.method, inv.params);
@@ -34,6 +58,9 @@ int run_request(const Invocation& inv) {
   if (!response->ok) {
     const Error& error = response->error;
     return fail(kDaemonError, std::string(error_code_name(error.code)) + ": " + error.message);
+  }
+  if (!inv.output_path.empty()) {
+    if (Status s = write_bundle(inv.output_path, response->result); !s) return fail(kDaemonError, s.error().message);
   }
   if (inv.json) {
     std::cout << format_json(response->result);

@@ -37,6 +37,11 @@ Commands:
   power U on|off|reset
                       power an instance on or off, or power-cycle it
   cancel U            cancel queued commands and abort the running one
+  export U --transport-key KEYFILE --output FILE
+                      write the instance (TPM state incl. PCRs, settings) to FILE,
+                      encrypted under KEYFILE (>= 16 bytes: head -c 32 /dev/urandom)
+  import FILE --transport-key KEYFILE
+                      create the exported instance here, under its own UUID
   help                print this help
 
 Exit status:
