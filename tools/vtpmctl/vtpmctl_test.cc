@@ -2,7 +2,12 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "tools/vtpmctl/cli.h"
@@ -85,6 +90,35 @@ TEST_CASE("exec hex") {
   CHECK_FALSE(parse({"exec", kUuid, "-"}, nullptr, ""));
   CHECK_FALSE(parse({"exec", kUuid, "80", "-"}));
   CHECK_FALSE(parse({"exec", kUuid, "8001", "--locality", "5"}));
+}
+
+TEST_CASE("export and import read the key and bundle files") {
+  char dir[] = "/tmp/vtpmctl-test-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string key = std::string(dir) + "/key", short_key = std::string(dir) + "/short",
+                    bundle = std::string(dir) + "/bundle";
+  std::ofstream(key) << std::string(32, 'k');
+  std::ofstream(short_key) << "tooshort";
+  std::ofstream(bundle) << "VTPMXPRT";
+  auto exp = parse({"export", kUuid, "--transport-key", key, "--output", "/x/out"});
+  REQUIRE(exp);
+  CHECK(exp->method == "export");
+  CHECK(exp->params["uuid"] == kUuidLower);
+  std::string key_hex;
+  for (int i = 0; i < 32; ++i) key_hex += "6b";  // 'k'
+  CHECK(exp->params["transport_key"] == key_hex);
+  CHECK_FALSE(exp->params.contains("output"));
+  CHECK(exp->output_path == "/x/out");
+  CHECK_FALSE(parse({"export", kUuid, "--transport-key", key}));              // no --output
+  CHECK_FALSE(parse({"export", kUuid, "--output", "/x/out"}));                // no key
+  CHECK_FALSE(parse({"export", kUuid, "--transport-key", short_key, "--output", "/o"}));
+  CHECK_FALSE(parse({"export", kUuid, "--transport-key", "/nonexistent", "--output", "/o"}));
+  auto imp = parse({"import", bundle, "--transport-key", key});
+  REQUIRE(imp);
+  CHECK(imp->params["bundle"] == "5654504d58505254");  // "VTPMXPRT"
+  CHECK_FALSE(parse({"import", "/nonexistent", "--transport-key", key}));
+  CHECK_FALSE(parse({"import", bundle}));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("table alignment") {
