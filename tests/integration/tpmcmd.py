@@ -53,12 +53,15 @@ __all__ = [  # noqa: RUF022 - grouped by topic, not alphabetically
     "get_capability_tpm_properties", "get_capability_handles",
     "get_capability_pcrs", "nv_define_space", "nv_undefine_space", "nv_write",
     "nv_read", "nv_read_public", "read_clock", "password_auth",
+    "nv_define_counter", "nv_increment", "evict_control",
+    "get_capability_persistent",
     # TPM 2.0 parsers
     "parse_get_random", "parse_pcr_read", "parse_create_primary",
     "parse_tpmt_public", "parse_context_save", "parse_context_load",
     "parse_start_auth_session", "parse_get_capability",
     "parse_tpm_properties", "parse_handles", "parse_pcr_selections",
     "parse_nv_read", "parse_nv_read_public", "parse_read_clock",
+    "parse_nv_counter",
     # TPM 1.2
     "tpm12_startup_clear", "tpm12_startup", "tpm12_get_capability",
     "tpm12_get_capability_version", "tpm12_get_capability_prop_pcr",
@@ -79,9 +82,11 @@ TPM_SU_CLEAR = 0x0000
 TPM_SU_STATE = 0x0001
 
 # Command codes (TPM_CC)
+TPM_CC_EvictControl = 0x0120
 TPM_CC_NV_UndefineSpace = 0x0122
 TPM_CC_NV_DefineSpace = 0x012A
 TPM_CC_CreatePrimary = 0x0131
+TPM_CC_NV_Increment = 0x0134
 TPM_CC_NV_Write = 0x0137
 TPM_CC_SelfTest = 0x0143
 TPM_CC_Startup = 0x0144
@@ -158,16 +163,27 @@ TPMA_NV_PPWRITE = 0x00000001
 TPMA_NV_OWNERWRITE = 0x00000002
 TPMA_NV_AUTHWRITE = 0x00000004
 TPMA_NV_POLICYWRITE = 0x00000008
+#: TPM_NT (bits 7:4 of TPMA_NV): the index type
+TPMA_NV_TPM_NT_SHIFT = 4
+TPM_NT_ORDINARY = 0x0
+TPM_NT_COUNTER = 0x1
+TPM_NT_BITS = 0x2
+TPM_NT_EXTEND = 0x4
+TPMA_NV_COUNTER = TPM_NT_COUNTER << TPMA_NV_TPM_NT_SHIFT  # 0x00000010
 TPMA_NV_PPREAD = 0x00010000
 TPMA_NV_OWNERREAD = 0x00020000
 TPMA_NV_AUTHREAD = 0x00040000
 TPMA_NV_POLICYREAD = 0x00080000
 TPMA_NV_NO_DA = 0x02000000
+TPMA_NV_ORDERLY = 0x04000000
 TPMA_NV_WRITTEN = 0x20000000
 
 #: Ordinary index (TPM_NT_ORDINARY), owner/auth read+write, noDA.
 NV_DEFAULT_ATTRS = (TPMA_NV_OWNERWRITE | TPMA_NV_AUTHWRITE
                     | TPMA_NV_OWNERREAD | TPMA_NV_AUTHREAD | TPMA_NV_NO_DA)
+#: Counter index (TPM_NT_COUNTER), non-orderly (every increment is written
+#: to NV at once), owner/auth read+write, noDA.
+NV_COUNTER_ATTRS = NV_DEFAULT_ATTRS | TPMA_NV_COUNTER
 
 # Capabilities (TPM_CAP) and properties (TPM_PT)
 TPM_CAP_ALGS = 0x00000000
@@ -776,6 +792,22 @@ def parse_create_primary(resp, check=True):
                                pub.rsa_modulus)
 
 
+def evict_control(object_handle, persistent_handle, auth_handle=TPM_RH_OWNER,
+                  hierarchy_auth=b""):
+    """TPM2_EvictControl (TPM_CC 0x120).
+
+    Handles: TPMI_RH_PROVISION auth (owner or platform, password session),
+    TPMI_DH_OBJECT objectHandle.  Param: TPMI_DH_PERSISTENT persistentHandle.
+    With a transient *object_handle* this makes a persistent copy at
+    *persistent_handle* (0x81xxxxxx; owner range 0x81000000-0x817FFFFF);
+    with *object_handle* == *persistent_handle* it evicts (deletes) the
+    persistent object.  No response parameters.
+    """
+    return _cmd2(TPM_CC_EvictControl, handles=[auth_handle, object_handle],
+                 params=_u32(persistent_handle),
+                 sessions=[password_auth(hierarchy_auth)])
+
+
 def flush_context(handle):
     """TPM2_FlushContext(TPMI_DH_CONTEXT flushHandle) - handle is a param."""
     return _cmd2(TPM_CC_FlushContext, params=_u32(handle))
@@ -877,6 +909,12 @@ def get_capability_handles(first_handle=TPM_HT_TRANSIENT << 24, count=64):
     return get_capability(TPM_CAP_HANDLES, first_handle, count)
 
 
+def get_capability_persistent(count=64):
+    """GetCapability(TPM_CAP_HANDLES, first persistent handle, count):
+    the persistent objects (0x81xxxxxx); parse with :func:`parse_handles`."""
+    return get_capability(TPM_CAP_HANDLES, TPM_HT_PERSISTENT << 24, count)
+
+
 def get_capability_pcrs():
     """GetCapability(TPM_CAP_PCRS, 0, 1): the allocated PCR banks."""
     return get_capability(TPM_CAP_PCRS, 0, 1)
@@ -953,6 +991,38 @@ def nv_define_space(index, data_size, attributes=NV_DEFAULT_ATTRS,
         _nv_public(index, data_size, attributes, auth_policy, name_alg))
     return _cmd2(TPM_CC_NV_DefineSpace, handles=[auth_handle], params=params,
                  sessions=[password_auth(hierarchy_auth)])
+
+
+def nv_define_counter(index, attributes=NV_COUNTER_ATTRS, **kw):
+    """TPM2_NV_DefineSpace of a counter index (TPM_NT_COUNTER, dataSize 8).
+
+    *attributes* must carry TPM_NT_COUNTER in bits 7:4 (the default is
+    :data:`NV_COUNTER_ATTRS`: non-orderly, owner/auth read+write, noDA).
+    Other keywords as for :func:`nv_define_space`.
+    """
+    if (attributes >> TPMA_NV_TPM_NT_SHIFT) & 0xF != TPM_NT_COUNTER:
+        raise ValueError("counter attributes need TPM_NT_COUNTER")
+    return nv_define_space(index, 8, attributes=attributes, **kw)
+
+
+def nv_increment(index, auth_handle=TPM_RH_OWNER, auth=b""):
+    """TPM2_NV_Increment (TPM_CC 0x134) of a counter index.
+
+    Handles: TPMI_RH_NV_AUTH authHandle (owner by default; pass the index
+    itself for AUTHWRITE), TPMI_RH_NV_INDEX nvIndex.  No parameters; the
+    response has none either.
+    """
+    return _cmd2(TPM_CC_NV_Increment, handles=[auth_handle, index],
+                 sessions=[password_auth(auth)])
+
+
+def parse_nv_counter(resp, check=True):
+    """TPM2_NV_Read response of a counter index (8 bytes) -> int (UINT64)."""
+    data = parse_nv_read(resp, check)
+    if len(data) != 8:
+        raise TpmError("counter read returned %d bytes, expected 8"
+                       % len(data))
+    return struct.unpack(">Q", data)[0]
 
 
 def nv_undefine_space(index, auth_handle=TPM_RH_OWNER, hierarchy_auth=b""):

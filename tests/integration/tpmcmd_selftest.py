@@ -371,6 +371,74 @@ def test_tpm2_nv(tpm):
     assert T.rc(tpm.send(T.nv_read_public(idx))) != 0
 
 
+def test_tpm2_nv_counter(tpm):
+    idx = 0x01500011
+    ok(tpm.send(T.nv_define_counter(idx)), "NV_DefineSpace(counter)")
+    pub = T.parse_nv_read_public(tpm.send(T.nv_read_public(idx)))
+    assert pub.index == idx and pub.data_size == 8, pub
+    assert pub.attributes == T.NV_COUNTER_ATTRS, hex(pub.attributes)
+    assert (pub.attributes >> 4) & 0xF == T.TPM_NT_COUNTER
+    assert not pub.attributes & T.TPMA_NV_ORDERLY
+    expect_rc(tpm.send(T.nv_read(idx, 8)), T.TPM_RC_NV_UNINITIALIZED,
+              "NV_Read of a counter before its first increment")
+    # a counter cannot be written, only incremented
+    assert T.rc(tpm.send(T.nv_write(idx, bytes(8)))) != 0
+    ok(tpm.send(T.nv_increment(idx)), "NV_Increment")
+    first = T.parse_nv_counter(tpm.send(T.nv_read(idx, 8)))
+    for _ in range(5):
+        ok(tpm.send(T.nv_increment(idx)), "NV_Increment")
+    assert T.parse_nv_counter(tpm.send(T.nv_read(idx, 8))) == first + 5
+    # AUTHWRITE with the index itself as authHandle (empty index auth)
+    ok(tpm.send(T.nv_increment(idx, auth_handle=idx)), "NV_Increment(auth)")
+    assert T.parse_nv_counter(tpm.send(T.nv_read(idx, 8,
+                                                 auth_handle=idx))) \
+        == first + 6
+    pub = T.parse_nv_read_public(tpm.send(T.nv_read_public(idx)))
+    assert pub.attributes & T.TPMA_NV_WRITTEN
+    # an ordinary index cannot be incremented
+    ordinary = 0x01500012
+    ok(tpm.send(T.nv_define_space(ordinary, 8)), "NV_DefineSpace")
+    assert T.rc(tpm.send(T.nv_increment(ordinary))) != 0
+    ok(tpm.send(T.nv_undefine_space(ordinary)), "NV_UndefineSpace")
+    ok(tpm.send(T.nv_undefine_space(idx)), "NV_UndefineSpace(counter)")
+    try:
+        T.nv_define_counter(idx, attributes=T.NV_DEFAULT_ATTRS)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("nv_define_counter accepted ordinary attrs")
+
+
+def persistent_handles(tpm):
+    handles, more = T.parse_handles(tpm.send(T.get_capability_persistent()))
+    assert not more
+    assert all(h >> 24 == T.TPM_HT_PERSISTENT for h in handles), handles
+    return handles
+
+
+def test_tpm2_evict_control(tpm):
+    before = persistent_handles(tpm)
+    key = T.parse_create_primary(tpm.send(T.create_primary_ecc_p256()))
+    h1, h2 = 0x81000100, 0x81000101
+    ok(tpm.send(T.evict_control(key.handle, h1)), "EvictControl(persist)")
+    ok(tpm.send(T.evict_control(key.handle, h2)), "EvictControl(persist 2)")
+    # the same handle cannot be persisted twice
+    assert T.rc(tpm.send(T.evict_control(key.handle, h1))) != 0
+    ok(tpm.send(T.flush_context(key.handle)), "FlushContext")
+    assert sorted(persistent_handles(tpm)) == sorted(before + [h1, h2])
+    # a persistent object cannot be persisted again: only evicted
+    assert T.rc(tpm.send(T.evict_control(h1, 0x81000102))) != 0
+    ok(tpm.send(T.evict_control(h1, h1)), "EvictControl(evict)")
+    assert sorted(persistent_handles(tpm)) == sorted(before + [h2])
+    assert T.rc(tpm.send(T.evict_control(h1, h1))) != 0  # already gone
+    # persistent objects survive a power cycle, transient ones do not
+    tpm.reinit()
+    ok(tpm.send(T.startup(clear=True)), "Startup(CLEAR)")
+    assert sorted(persistent_handles(tpm)) == sorted(before + [h2])
+    ok(tpm.send(T.evict_control(h2, h2)), "EvictControl(evict 2)")
+    assert persistent_handles(tpm) == before
+
+
 def test_tpm2_clock(tpm):
     c1 = T.parse_read_clock(tpm.send(T.read_clock()))
     time.sleep(0.05)
@@ -406,8 +474,12 @@ def run_tpm2():
         test_tpm2_objects(tpm)
         test_tpm2_sessions(tpm)
         test_tpm2_nv(tpm)
+        test_tpm2_nv_counter(tpm)
         clock = test_tpm2_clock(tpm)
         test_tpm2_resume(tpm, pcr10, clock)
+    with Swtpm(tpm2=True, flags="not-need-init") as tpm:
+        ok(tpm.send(T.startup(clear=True)), "Startup(CLEAR)")
+        test_tpm2_evict_control(tpm)
     # also the common daemon-like configuration (startup-clear by swtpm)
     with Swtpm(tpm2=True, flags="not-need-init,startup-clear") as tpm:
         expect_rc(tpm.send(T.startup()), T.TPM_RC_INITIALIZE,
@@ -475,6 +547,20 @@ def test_offline():
     assert T.hexs(T.tpm12_startup_clear()) == "00c10000000c000000990001"
     assert T.hexs(T.pcr_read(0)) == \
         "8001000000140000017e00000001000b03010000"
+    # NV_Increment(owner, 0x01500020) with an empty password session
+    assert T.hexs(T.nv_increment(0x01500020)) == (
+        "80020000001f00000134" "40000001" "01500020"
+        "00000009" "40000009" "0000" "01" "0000")
+    # EvictControl(owner, 0x80000000 -> 0x81000001)
+    assert T.hexs(T.evict_control(0x80000000, 0x81000001)) == (
+        "80020000002300000120" "40000001" "80000000"
+        "00000009" "40000009" "0000" "01" "0000" "81000001")
+    # NV_DefineSpace of an 8-byte counter: TPMA_NV 0x02060016
+    assert T.NV_COUNTER_ATTRS == 0x02060016
+    assert T.hexs(T.nv_define_counter(0x01500020)).endswith(
+        "0000" "000e" "01500020" "000b" "02060016" "0000" "0008")
+    assert T.hexs(T.get_capability_persistent()) == \
+        "8001000000160000017a000000018100000000000040"
     assert T.rc_str(0x9A2) == "TPM_RC_BAD_AUTH (session 1)"
     assert T.rc_str(0x1C4) == "TPM_RC_VALUE (parameter 1)"
 
