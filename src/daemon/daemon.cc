@@ -151,9 +151,10 @@ void Daemon::begin_shutdown(const char* why) {
       shutdown_deadline_.get(),
       [](uv_timer_t* t) {
         auto* self = static_cast<Daemon*>(t->data);
-        self->log_.error("shutdown deadline passed with state still unsaved");
-        self->exit_code_ = 1;
-        self->finish_shutdown();
+        // A state write is stuck in the kernel (a wedged disk): unwinding
+        // would wait for it, and freeing the persister under it is unsafe.
+        self->log_.error("shutdown deadline passed with state still unsaved; exiting without waiting for it");
+        std::_Exit(1);
       },
       kShutdownDeadlineMs, 0);
   service_->save_all([this] {
