@@ -397,7 +397,6 @@ class ControlClient:
         self.sock.settimeout(120)
         self.sock.connect(path)
         self.buf = b""
-        self.next_id = 1
 
     def call_many(self, method, params_list):
         """Results of *method* for every params dict, in order; at most
