@@ -62,7 +62,8 @@ ErrorCode error_code_from_name(std::string_view name) {
   static constexpr std::array kAll = {
       ErrorCode::kInvalidArgument, ErrorCode::kNotFound,   ErrorCode::kAlreadyExists, ErrorCode::kBusy,
       ErrorCode::kTooLarge,        ErrorCode::kIo,         ErrorCode::kCorrupt,       ErrorCode::kTpmFailure,
-      ErrorCode::kUnavailable,     ErrorCode::kCancelled,  ErrorCode::kUnsupported,   ErrorCode::kInternal};
+      ErrorCode::kUnavailable,     ErrorCode::kCancelled,  ErrorCode::kUnsupported,   ErrorCode::kPermissionDenied,
+      ErrorCode::kInternal};
   for (ErrorCode code : kAll) {
     if (error_code_name(code) == name) return code;
   }

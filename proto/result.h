@@ -22,6 +22,7 @@ enum class ErrorCode {
   kUnavailable,
   kCancelled,
   kUnsupported,
+  kPermissionDenied,
   kInternal,
 };
 

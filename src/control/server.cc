@@ -31,7 +31,28 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     if (int rc = uv_accept(listener, pipe_.stream()); rc != 0) {
       return make_error(ErrorCode::kIo, std::string("accept: ") + uv_strerror(rc));
     }
+    uv_os_fd_t fd = -1;
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(pipe_.get()), &fd) != 0 ||
+        ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+      return make_error(ErrorCode::kIo, std::string("cannot read the peer's credentials: ") + std::strerror(errno));
+    }
+    peer_ = peer;
+    access_ = server_.policy_.classify(peer.uid, peer.gid);
     return Status::success();
+  }
+
+  Access access() const { return access_; }
+  std::string peer_text() const {
+    return "uid " + std::to_string(peer_.uid) + " gid " + std::to_string(peer_.gid) + " pid " +
+           std::to_string(peer_.pid);
+  }
+
+  // A refused peer gets one error line, then the connection closes.
+  void refuse() {
+    send(encode_error(nullptr, make_error(ErrorCode::kPermissionDenied,
+                                          peer_text() + " may not use this control socket")));
   }
 
   void start_reading() {
@@ -82,6 +103,11 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     Json id;
     auto request = parse_request(line, &id);
     if (!request) return send(encode_error(id, request.error()));
+    if (access_ != Access::kAdmin && !is_read_only_method(request->method)) {
+      return send(encode_error(id, make_error(ErrorCode::kPermissionDenied,
+                                              "'" + request->method + "' needs admin access; " + peer_text() +
+                                                  " has " + access_name(access_))));
+    }
     ++in_flight_;
     std::weak_ptr<Connection> weak = shared_from_this();
     server_.handlers_.dispatch(request->method, request->params, [weak, id = request->id](Result<Json> result) {
@@ -106,13 +132,15 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   std::uint64_t id_;
   UvHandle<uv_pipe_t> pipe_;
   LineSplitter splitter_;
+  ucred peer_{};
+  Access access_ = Access::kNone;
   std::size_t in_flight_ = 0;
   bool reading_ = false;
   bool closed_ = false;
 };
 
-Server::Server(uv_loop_t* loop, const Logger& log, Handlers& handlers)
-    : loop_(loop), log_(log), handlers_(handlers) {}
+Server::Server(uv_loop_t* loop, const Logger& log, Handlers& handlers, AccessPolicy policy)
+    : loop_(loop), log_(log), handlers_(handlers), policy_(std::move(policy)) {}
 
 Server::~Server() { close(); }
 
@@ -120,9 +148,13 @@ Status Server::listen(const std::string& path) {
   uv_pipe_init(loop_, listener_.get(), 0);
   listener_.mark_live();
   listener_.get()->data = this;
-  Status s = listen_unix(listener_.get(), path, 0600, [](uv_stream_t* server, int status) {
-    if (status == 0) static_cast<Server*>(server->data)->on_connection();
-  });
+  const bool open_to_others = policy_.admits_others();
+  Status s = listen_unix(
+      listener_.get(), path, open_to_others ? 0666 : 0600,
+      [](uv_stream_t* server, int status) {
+        if (status == 0) static_cast<Server*>(server->data)->on_connection();
+      },
+      open_to_others ? 0755 : 0700);
   if (!s) {
     // Keep the wording operators (and tests) know for a second daemon.
     if (s.error().message.starts_with("another process")) {
@@ -141,8 +173,14 @@ void Server::on_connection() {
     connection->close();
     return;
   }
-  connection->start_reading();
   connections_.emplace(connection.get(), connection);
+  if (connection->access() == Access::kNone) {
+    log_.warn("control: refused " + connection->peer_text() + " (not in control_admins or control_readers)");
+    connection->refuse();
+    drop(connection.get());
+    return;
+  }
+  connection->start_reading();
 }
 
 void Server::drop(Connection* connection) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "proto/control_message.h"
+#include "src/control/access.h"
 #include "src/control/handlers.h"
 #include "src/core/log.h"
 #include "src/core/uv_handle.h"
@@ -21,10 +22,11 @@ namespace vtpm::control {
 
 class Server {
  public:
-  Server(uv_loop_t* loop, const Logger& log, Handlers& handlers);
+  Server(uv_loop_t* loop, const Logger& log, Handlers& handlers, AccessPolicy policy);
   ~Server();
 
-  // Creates the socket (mode 0600; its directory 0700 when created here).
+  // Creates the socket (mode 0600, its directory 0700 when created here;
+  // 0666 and 0755 when the policy admits others: SO_PEERCRED decides).
   // A live daemon on the path is an error; a stale socket is replaced.
   Status listen(const std::string& path);
   // Stops accepting and closes every connection; removes the socket file.
@@ -39,6 +41,7 @@ class Server {
   uv_loop_t* loop_;
   const Logger& log_;
   Handlers& handlers_;
+  AccessPolicy policy_;
   std::string path_;
   UvHandle<uv_pipe_t> listener_;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;

@@ -18,7 +18,12 @@ struct Config {
   std::string control_socket = "/run/vtpmd/control.sock";
   LogLevel log_level = LogLevel::kInfo;
   std::string root_of_trust = "file";  // seals the master key; the hardware-TPM root comes later
-  std::string root_key_file;           // file root's key; empty: <state_dir>/root.key
+  std::string root_key_file;
+  // Control socket access (src/control/access.h): comma-separated
+  // uid:N, gid:N, user:NAME, group:NAME. root and vtpmd's own user are
+  // always admins.
+  std::string control_admins;
+  std::string control_readers;           // file root's key; empty: <state_dir>/root.key
   // Engine
   std::string engine_worker;            // vtpmd-engine path; empty: next to vtpmd, then libexec
   std::uint32_t tpm12_workers_max = 64; // 0: TPM 1.2 instances share the engine thread

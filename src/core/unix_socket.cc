@@ -24,11 +24,11 @@ bool someone_listens(const std::string& path) {
   return live;
 }
 
-Status make_parent_directory(const std::string& path) {
+Status make_parent_directory(const std::string& path, unsigned dir_mode) {
   const auto slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return Status::success();
   const std::string dir = path.substr(0, slash);
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+  if (::mkdir(dir.c_str(), static_cast<mode_t>(dir_mode)) != 0 && errno != EEXIST) {
     return make_error(ErrorCode::kIo, "cannot create " + dir + ": " + std::strerror(errno));
   }
   return Status::success();
@@ -36,11 +36,12 @@ Status make_parent_directory(const std::string& path) {
 
 }  // namespace
 
-Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_connection_cb on_connection) {
+Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_connection_cb on_connection,
+                   unsigned dir_mode) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) {
     return make_error(ErrorCode::kInvalidArgument, "socket path empty or too long: '" + path + "'");
   }
-  if (Status s = make_parent_directory(path); !s) return s;
+  if (Status s = make_parent_directory(path, dir_mode); !s) return s;
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return make_error(ErrorCode::kAlreadyExists, path + " exists and is not a socket");

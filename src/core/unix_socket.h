@@ -13,6 +13,8 @@
 namespace vtpm {
 
 // REQUIRES: `pipe` initialised with uv_pipe_init. Binds and listens.
-Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_connection_cb on_connection);
+// A parent directory created here gets `dir_mode`.
+Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_connection_cb on_connection,
+                   unsigned dir_mode = 0700);
 
 }  // namespace vtpm

@@ -93,7 +93,9 @@ Status Daemon::start() {
   facts.connections = [this] { return server_ ? server_->connections() : 0; };
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_);
   handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, drbg_, facts);
-  server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_);
+  auto policy = control::AccessPolicy::parse(config_.control_admins, config_.control_readers, ::geteuid());
+  if (!policy) return policy.error();
+  server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_, std::move(*policy));
   restore_instances(std::move(*opened));
   if (Status s = server_->listen(config_.control_socket); !s) return s;
   reopen_endpoints();
