@@ -8,9 +8,8 @@
 namespace vtpm::state {
 namespace {
 
-constexpr std::array<std::string_view, 7> kPoints = {
-    "blob-temp-written",     "blob-synced",     "blob-renamed",       "manifest-temp-written",
-    "manifest-synced",       "manifest-renamed", "counter-incremented",
+constexpr std::array<std::string_view, 5> kPoints = {
+    "blob-written", "blob-synced", "manifest-written", "manifest-synced", "counter-incremented",
 };
 
 }  // namespace
@@ -26,8 +25,8 @@ Result<CrashPoints> CrashPoints::parse(std::string_view spec) {
   if (!known || count.empty() || count.size() > 9 || count.find_first_not_of("0123456789") != std::string_view::npos ||
       std::stoul(std::string(count)) == 0) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "VTPMD_CRASH_AT must be <point>:<n> (n >= 1) with point one of blob-temp-written, blob-synced, "
-                      "blob-renamed, manifest-temp-written, manifest-synced, manifest-renamed, counter-incremented; "
+                      "VTPMD_CRASH_AT must be <point>:<n> (n >= 1) with point one of blob-written, blob-synced, "
+                      "manifest-written, manifest-synced, counter-incremented; "
                       "got '" + std::string(spec) + "'");
   }
   c.point_ = std::string(point);

@@ -1,9 +1,8 @@
 // Deliberate crashes at named steps of the state write path, for the
 // crash-durability tests: VTPMD_CRASH_AT=<point>:<n> makes vtpmd SIGKILL
 // itself the n-th time it reaches <point>. Disarmed unless set.
-// Points: blob-temp-written, blob-synced, blob-renamed,
-// manifest-temp-written, manifest-synced, manifest-renamed,
-// counter-incremented.
+// Points: blob-written (in place, before its fdatasync), blob-synced,
+// manifest-written, manifest-synced, counter-incremented.
 #pragma once
 
 #include <atomic>

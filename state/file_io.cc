@@ -71,4 +71,26 @@ Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes
   return Status::success();
 }
 
+Result<bool> write_in_place(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step) {
+  bool created = true;
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid() && errno == EEXIST) {
+    created = false;
+    fd = Fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  }
+  if (!fd.valid()) return io_error("open", path);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pwrite(fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error("write", path);
+    done += static_cast<std::size_t>(n);
+  }
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes.size())) != 0) return io_error("truncate", path);
+  if (step) step("written");
+  if (::fdatasync(fd.get()) != 0) return io_error("fdatasync", path);
+  if (step) step("synced");
+  return created;
+}
+
 }  // namespace vtpm::state

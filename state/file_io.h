@@ -46,4 +46,9 @@ bool file_exists(const std::string& path);
 using StepHook = std::function<void(const char* step)>;
 Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step = {});
 
+// Overwrites `path` in place (creating it, mode 0600, if missing), cuts it
+// to the new length and fdatasyncs it; steps "written", "synced". Returns
+// whether the file was created (its directory entry is not yet durable).
+Result<bool> write_in_place(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step = {});
+
 }  // namespace vtpm::state

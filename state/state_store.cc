@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "state/file_io.h"
@@ -18,8 +19,9 @@ namespace vtpm::state {
 namespace {
 
 constexpr std::string_view kBlobSuffix = ".vtpm";
-constexpr const char* kManifestName = "manifest";
 constexpr const char* kMasterKeyName = "master.key";
+
+char slot_letter(std::uint64_t n) { return (n & 1) == 0 ? 'a' : 'b'; }
 
 std::string hex_of(std::span<const std::uint8_t> b) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -36,8 +38,12 @@ std::string hex_of(std::span<const std::uint8_t> b) {
 StateStore::StateStore(std::string directory, RootOfTrust& root, CrashPoints crash)
     : directory_(std::move(directory)), root_(root), crash_(std::move(crash)) {}
 
-std::string StateStore::blob_path(const Uuid& id) const {
-  return directory_ + "/" + id.to_string() + std::string(kBlobSuffix);
+std::string StateStore::blob_path(const Uuid& id, std::uint64_t generation) const {
+  return directory_ + "/" + id.to_string() + "." + slot_letter(generation) + std::string(kBlobSuffix);
+}
+
+std::string StateStore::manifest_path(std::uint64_t counter) const {
+  return directory_ + "/manifest." + slot_letter(counter);
 }
 
 Status prepare_directory(const std::string& path) {
@@ -64,7 +70,8 @@ Result<MasterKey> StateStore::open_master_key(Drbg& drbg, bool store_has_state) 
 Result<OpenedState> StateStore::open(Drbg& drbg) {
   if (Status s = prepare_directory(directory_); !s) return s.error();
   OpenedState out;
-  std::vector<Uuid> blob_files;
+  std::set<Uuid> blob_owners;
+  bool has_manifest = false;
   {
     std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(directory_.c_str()), ::closedir);
     if (!dir) return io_error("opendir", directory_);
@@ -76,18 +83,20 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
         out.notes.push_back("removed the leftover of an interrupted write: " + name);
         continue;
       }
-      if (!name.ends_with(kBlobSuffix)) continue;
-      auto id = Uuid::parse(std::string_view(name).substr(0, name.size() - kBlobSuffix.size()));
-      if (!id) {
-        out.notes.push_back("ignoring " + name + ": not named after a UUID");
+      if (name == "manifest.a" || name == "manifest.b") has_manifest = true;
+      // <uuid>.a.vtpm or <uuid>.b.vtpm
+      if (!name.ends_with(kBlobSuffix) || name.size() < kBlobSuffix.size() + 2) continue;
+      const std::string_view stem = std::string_view(name).substr(0, name.size() - kBlobSuffix.size() - 2);
+      const std::string_view slot = std::string_view(name).substr(stem.size(), 2);
+      auto id = Uuid::parse(stem);
+      if (!id || (slot != ".a" && slot != ".b")) {
+        out.notes.push_back("ignoring " + name + ": not a state file name (<uuid>.a.vtpm or <uuid>.b.vtpm)");
         continue;
       }
-      blob_files.push_back(*id);
+      blob_owners.insert(*id);
     }
   }
-  std::sort(blob_files.begin(), blob_files.end());
-  const std::string manifest_path = directory_ + "/" + kManifestName;
-  const bool has_manifest = file_exists(manifest_path);
+  const std::vector<Uuid> blob_files(blob_owners.begin(), blob_owners.end());
 
   auto master = open_master_key(drbg, has_manifest || !blob_files.empty());
   if (!master) return master.error();
@@ -97,86 +106,126 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
   if (!counter) return make_error(counter.error().code, "root of trust counter: " + counter.error().message);
   counter_ = *counter;
 
+  // The newest manifest that authenticates. A slot that fails is either a
+  // torn write of a commit that never finished (the other slot is then
+  // current) or tampering (then no current manifest remains).
+  std::optional<Manifest> newest;
+  std::vector<std::string> rejected;
+  for (const std::string& path : {manifest_path(0), manifest_path(1)}) {
+    if (!file_exists(path)) continue;
+    auto bytes = read_whole_file(path);
+    auto m = bytes ? decode_manifest(*bytes, manifest_key_) : Result<Manifest>(bytes.error());
+    if (!m) {
+      rejected.push_back(path + ": " + m.error().message);
+      continue;
+    }
+    if (!newest || m->counter > newest->counter) newest = std::move(*m);
+  }
+
   std::string distrust;  // why the manifest cannot be used; empty if it can
   if (!has_manifest) {
     if (!blob_files.empty()) distrust = "the manifest is missing, so no state file can be checked for freshness";
-  } else if (auto bytes = read_whole_file(manifest_path); !bytes) {
-    distrust = bytes.error().message;
-  } else if (auto m = decode_manifest(*bytes, manifest_key_); !m) {
-    distrust = m.error().message;
-    ::rename(manifest_path.c_str(), (manifest_path + ".rejected").c_str());
-    out.notes.push_back("kept the rejected manifest as " + manifest_path + ".rejected");
-  } else if (m->counter == counter_ || m->counter == counter_ + 1) {
-    if (m->counter == counter_ + 1) {
-      // A commit renamed its manifest but died before the increment.
+  } else if (!newest) {
+    distrust = rejected.empty() ? "no readable manifest" : rejected.front();
+  } else if (newest->counter == counter_ || newest->counter == counter_ + 1) {
+    if (newest->counter == counter_ + 1) {
+      // A commit wrote its manifest but died before the increment.
       auto bumped = root_.increment_counter();
       if (!bumped) return bumped.error();
       counter_ = *bumped;
       out.notes.push_back("completed an interrupted manifest commit (counter now " + std::to_string(counter_) + ")");
     }
-    out.manifest = std::move(*m);
+    out.manifest = std::move(*newest);
   } else {
-    distrust = "the manifest is bound to counter value " + std::to_string(m->counter) +
+    distrust = "the newest manifest is bound to counter value " + std::to_string(newest->counter) +
                " but the root of trust's counter is " + std::to_string(counter_) +
-               (m->counter < counter_ ? ": the state directory was rolled back to an older copy"
-                                      : ": the root of trust's counter went backwards");
-    out.manifest = std::move(*m);
+               (newest->counter < counter_ ? ": the state directory was rolled back to an older copy"
+                                           : ": the root of trust's counter went backwards");
+    out.manifest = std::move(*newest);
     for (auto& [id, entry] : out.manifest.entries) entry.quarantined = true;
   }
-
   if (!distrust.empty()) {
+    for (const auto& why : rejected) {
+      if (distrust != why) distrust += "; rejected " + why;
+    }
     for (const auto& id : blob_files) out.manifest.entries[id].quarantined = true;
     for (const auto& [id, entry] : out.manifest.entries) out.quarantined.emplace_back(id, distrust);
   } else {
-    open_blobs(out, std::move(blob_files), true);
+    open_blobs(out, blob_files);
   }
-  if (Status s = commit(out.manifest); !s) return s.error();
+  // Evidence: both slots get rewritten from here on, so keep a manifest
+  // that failed aside when it left the store without a trusted one.
+  for (const std::string& path : {manifest_path(0), manifest_path(1)}) {
+    for (const auto& why : rejected) {
+      if (!distrust.empty() && why.starts_with(path + ":") &&
+          ::rename(path.c_str(), (path + ".rejected").c_str()) == 0) {
+        out.notes.push_back("kept the rejected manifest as " + path + ".rejected");
+      }
+    }
+  }
+  if (Status s = commit(out.manifest, true); !s) return s.error();
   return out;
 }
 
-void StateStore::open_blobs(OpenedState& out, std::vector<Uuid> blob_files, bool /*manifest_trusted*/) {
-  const std::set<Uuid> on_disk(blob_files.begin(), blob_files.end());
-  for (auto& [id, entry] : out.manifest.entries) {
-    const std::string path = blob_path(id);
-    auto reject = [&](const std::string& why) {
-      entry.quarantined = true;
-      out.quarantined.emplace_back(id, path + ": " + why);
-    };
-    if (entry.quarantined) {
-      out.quarantined.emplace_back(id, "quarantined at an earlier start (see that start's log); " + path +
-                                           " is kept for inspection");
-      continue;
-    }
-    if (!on_disk.contains(id)) {
-      reject("the state file is missing (the manifest lists generation " + std::to_string(entry.generation) + ")");
-      continue;
-    }
-    auto bytes = read_whole_file(path);
-    if (!bytes) {
-      reject(bytes.error().message);
-      continue;
-    }
-    auto opened = open_blob(instance_key(id, entry), *bytes, {id, entry.generation, entry.key_epoch});
-    if (!opened) {
-      reject(opened.error().message);
-      continue;
-    }
-    const Digest digest = sha256(*bytes);
-    if (opened->header.generation == entry.generation && digest != entry.blob_digest) {
-      reject("generation " + std::to_string(entry.generation) + " but SHA-256 " + hex_of(digest) +
-             " differs from the manifest's " + hex_of(entry.blob_digest));
-      continue;
-    }
-    auto record = decode_record(opened->body);
-    if (!record || record->uuid != id || record->version != opened->header.tpm) {
-      reject(record ? "the record inside does not match its header" : record.error().message);
-      continue;
-    }
-    if (opened->header.generation != entry.generation) {
-      out.notes.push_back(id.to_string() + ": generation " + std::to_string(opened->header.generation) +
+Result<InstanceRecord> StateStore::open_instance(const Uuid& id, ManifestEntry& entry,
+                                                 std::vector<std::string>& notes) const {
+  const SecretKey key = instance_key(id, entry);
+  // The next generation first: written before a crash stopped its commit,
+  // it is newer than the committed one (and was never acknowledged).
+  const std::string next_path = blob_path(id, entry.generation + 1);
+  if (file_exists(next_path)) {
+    if (auto bytes = read_whole_file(next_path); bytes) {
+      auto opened = open_blob(key, *bytes, {id, entry.generation + 1, entry.key_epoch});
+      if (opened && opened->header.generation == entry.generation + 1) {
+        auto record = decode_record(opened->body);
+        if (record && record->uuid == id && record->version == opened->header.tpm) {
+          notes.push_back(id.to_string() + ": generation " + std::to_string(entry.generation + 1) +
                           " reached the disk before a crash stopped its commit; it is adopted");
-      entry.generation = opened->header.generation;
-      entry.blob_digest = digest;
+          entry.generation += 1;
+          entry.blob_digest = sha256(*bytes);
+          return record;
+        }
+      }
+    }
+  }
+  const std::string path = blob_path(id, entry.generation);
+  auto fail = [&](const std::string& why) -> Result<InstanceRecord> {
+    return make_error(ErrorCode::kCorrupt, path + ": " + why);
+  };
+  if (!file_exists(path)) {
+    return fail("the state file is missing (the manifest lists generation " + std::to_string(entry.generation) + ")");
+  }
+  auto bytes = read_whole_file(path);
+  if (!bytes) return fail(bytes.error().message);
+  auto opened = open_blob(key, *bytes, {id, entry.generation, entry.key_epoch});
+  if (!opened) return fail(opened.error().message);
+  if (opened->header.generation != entry.generation) {
+    // Generation+1 in the committed generation's slot cannot be ours.
+    return fail("generation " + std::to_string(opened->header.generation) + " in the slot of generation " +
+                std::to_string(entry.generation));
+  }
+  if (const Digest digest = sha256(*bytes); digest != entry.blob_digest) {
+    return fail("generation " + std::to_string(entry.generation) + " but SHA-256 " + hex_of(digest) +
+                " differs from the manifest's " + hex_of(entry.blob_digest));
+  }
+  auto record = decode_record(opened->body);
+  if (!record) return fail(record.error().message);
+  if (record->uuid != id || record->version != opened->header.tpm) return fail("the record inside does not match its header");
+  return record;
+}
+
+void StateStore::open_blobs(OpenedState& out, const std::vector<Uuid>& blob_files) {
+  for (auto& [id, entry] : out.manifest.entries) {
+    if (entry.quarantined) {
+      out.quarantined.emplace_back(id, "quarantined at an earlier start (see that start's log); its state files are "
+                                       "kept for inspection");
+      continue;
+    }
+    auto record = open_instance(id, entry, out.notes);
+    if (!record) {
+      entry.quarantined = true;
+      out.quarantined.emplace_back(id, record.error().message);
+      continue;
     }
     out.records.push_back(std::move(*record));
   }
@@ -184,29 +233,34 @@ void StateStore::open_blobs(OpenedState& out, std::vector<Uuid> blob_files, bool
     if (out.manifest.entries.contains(id)) continue;
     // Not in a trusted manifest: an add that crashed before its commit, or
     // a remove that crashed after it. Neither was acknowledged as existing.
-    if (Status s = shred(id); !s) out.notes.push_back("cannot discard " + blob_path(id) + ": " + s.error().message);
-    else out.notes.push_back("discarded " + blob_path(id) + ": not in the manifest (an uncommitted add or remove)");
+    if (Status s = shred(id); !s) out.notes.push_back("cannot discard the files of " + id.to_string() + ": " + s.error().message);
+    else out.notes.push_back("discarded the state of " + id.to_string() + ": not in the manifest (an uncommitted add or remove)");
   }
 }
 
-Result<Digest> StateStore::write_blob(const Uuid& id, std::span<const std::uint8_t> sealed) const {
-  const Status s = replace_file(blob_path(id), sealed, [this](const char* step) {
+Result<StateStore::BlobWritten> StateStore::write_blob(const Uuid& id, std::uint64_t generation,
+                                                      std::span<const std::uint8_t> sealed) const {
+  auto created = write_in_place(blob_path(id, generation), sealed, [this](const char* step) {
     crash_.reached(std::string("blob-") + step);
   });
-  if (!s) return s.error();
-  return sha256(sealed);
+  if (!created) return created.error();
+  return BlobWritten{sha256(sealed), *created};
 }
 
-Status StateStore::commit(Manifest manifest) {
-  // The blobs' renames must be durable before a manifest that names them.
-  if (Status s = sync_directory(directory_); !s) return s;
+Status StateStore::commit(Manifest manifest, bool new_files) {
+  // A blob's new directory entry must be durable before a manifest names it.
+  if (new_files) {
+    if (Status s = sync_directory(directory_); !s) return s;
+  }
   manifest.counter = counter_ + 1;
   const Bytes bytes = encode_manifest(manifest, manifest_key_);
-  const Status written = replace_file(directory_ + "/" + kManifestName, bytes, [this](const char* step) {
+  auto created = write_in_place(manifest_path(manifest.counter), bytes, [this](const char* step) {
     crash_.reached(std::string("manifest-") + step);
   });
-  if (!written) return written;
-  if (Status s = sync_directory(directory_); !s) return s;
+  if (!created) return created.error();
+  if (*created) {
+    if (Status s = sync_directory(directory_); !s) return s;
+  }
   auto bumped = root_.increment_counter();
   if (!bumped) return bumped.error();
   if (*bumped != manifest.counter) {
@@ -219,19 +273,22 @@ Status StateStore::commit(Manifest manifest) {
 }
 
 Status StateStore::shred(const Uuid& id) const {
-  const std::string path = blob_path(id);
-  {
+  for (std::uint64_t slot : {0, 1}) {
+    const std::string path = blob_path(id, slot);
     Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!fd.valid()) return errno == ENOENT ? Status::success() : Status(io_error("open", path));
+    if (!fd.valid()) {
+      if (errno == ENOENT) continue;
+      return io_error("open", path);
+    }
     struct stat st {};
     if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) {
       // Not key material: the overwrite only has to differ from the original.
-      Bytes noise(static_cast<std::size_t>(st.st_size), 0);
-      if (Status s = write_all(fd.get(), noise, path); !s) return s;
+      const Bytes zeros(static_cast<std::size_t>(st.st_size), 0);
+      if (Status s = write_all(fd.get(), zeros, path); !s) return s;
       if (::fdatasync(fd.get()) != 0) return io_error("fdatasync", path);
     }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return io_error("unlink", path);
   }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return io_error("unlink", path);
   return sync_directory(directory_);
 }
 

@@ -1,9 +1,16 @@
 // The state directory: the sealed master key, the manifest and one sealed
 // blob per instance. Layout and byte formats: docs/state-format.md.
 //
-//   master.key        the master key, sealed by the root of trust
-//   manifest          generations + blob digests, MAC'd, bound to the counter
-//   <uuid>.vtpm       one instance's sealed blob
+//   master.key              the master key, sealed by the root of trust
+//   manifest.a, manifest.b  generations + blob digests, MAC'd, bound to the
+//                           counter; written alternately (slot = counter % 2)
+//   <uuid>.a.vtpm, .b.vtpm  one instance's sealed blob, written alternately
+//                           (slot = generation % 2)
+//
+// Writes go in place into the slot that does not hold the committed copy,
+// so a torn write never touches what the manifest names, and a steady-state
+// write creates no file and changes no directory: one fdatasync per blob,
+// one for the manifest, one for the counter.
 //
 // open() runs once at start-up on the loop thread. write_blob, commit and
 // shred block on the disk: the persister runs them on the libuv
@@ -53,23 +60,33 @@ class StateStore {
     return derive_instance_key(master_, id, entry.key_epoch, entry.key_salt);
   }
 
-  // Crash-safe replace of <uuid>.vtpm; returns the SHA-256 of the bytes.
-  Result<Digest> write_blob(const Uuid& id, std::span<const std::uint8_t> sealed) const;
-  // Makes every renamed blob durable, writes the manifest bound to the next
-  // counter value, then increments the counter. Not concurrent with itself.
-  Status commit(Manifest manifest);
+  struct BlobWritten {
+    Digest digest;         // SHA-256 of the bytes, for the manifest
+    bool created = false;  // a new file: the directory must be synced before the commit
+  };
+  // Writes and fdatasyncs the slot of `generation`.
+  Result<BlobWritten> write_blob(const Uuid& id, std::uint64_t generation, std::span<const std::uint8_t> sealed) const;
+  // Writes the manifest bound to the next counter value into its slot,
+  // syncs it, then increments the counter. `new_files`: some blob of this
+  // commit created its file, so the directory is synced first. Not
+  // concurrent with itself.
+  Status commit(Manifest manifest, bool new_files);
   // Overwrites the blob with zeros, syncs, unlinks (best effort
   // against recovery from the medium: the key salt is gone with the
   // manifest entry, so the ciphertext is undecryptable anyway).
   Status shred(const Uuid& id) const;
 
-  std::string blob_path(const Uuid& id) const;
+  std::string blob_path(const Uuid& id, std::uint64_t generation) const;
+  std::string manifest_path(std::uint64_t counter) const;
   const std::string& directory() const { return directory_; }
   std::uint64_t counter() const { return counter_; }
 
  private:
   Result<MasterKey> open_master_key(Drbg& drbg, bool store_has_state);
-  void open_blobs(OpenedState& out, std::vector<Uuid> blob_files, bool manifest_trusted);
+  void open_blobs(OpenedState& out, const std::vector<Uuid>& blob_files);
+  // The instance's committed record, or the next generation if it reached
+  // the disk before a crash stopped its commit; else why not.
+  Result<InstanceRecord> open_instance(const Uuid& id, ManifestEntry& entry, std::vector<std::string>& notes) const;
 
   std::string directory_;
   RootOfTrust& root_;

@@ -21,6 +21,7 @@ struct Persister::BlobWrite {
   state::SealedHeader header;
   state::ManifestEntry entry;  // as committed once this write lands
   Status result = Status::success();
+  bool created_file = false;
   std::vector<std::function<void(Status)>> waiters;
 };
 
@@ -34,6 +35,7 @@ struct Persister::CommitWork {
   uv_work_t request{};
   Persister* owner = nullptr;
   state::Manifest next;
+  bool new_files = false;
   std::vector<Uuid> shred;
   Status result = Status::success();
   std::vector<std::string> shred_failures;
@@ -147,11 +149,12 @@ void Persister::start_batch() {
           auto* c = static_cast<Chunk*>(req->data);
           for (BlobWrite* w : c->writes) {
             const state::Bytes sealed = state::seal_blob(w->key, w->header, state::encode_record(w->record));
-            auto digest = c->owner->store_.write_blob(w->id, sealed);
-            if (digest) {
-              w->entry.blob_digest = *digest;
+            auto written = c->owner->store_.write_blob(w->id, w->header.generation, sealed);
+            if (written) {
+              w->entry.blob_digest = written->digest;
+              w->created_file = written->created;
             } else {
-              w->result = digest.error();
+              w->result = written.error();
             }
           }
         },
@@ -179,6 +182,7 @@ void Persister::start_commit() {
   for (const auto& write : batch.writes) {
     if (!write.result) continue;
     commit.next.entries[write.id] = write.entry;
+    commit.new_files = commit.new_files || write.created_file;
     changed = true;
   }
   for (const auto& [id, waiters] : batch.removals) {
@@ -194,7 +198,7 @@ void Persister::start_commit() {
       loop_, &commit.request,
       [](uv_work_t* req) {
         auto* c = static_cast<CommitWork*>(req->data);
-        c->result = c->owner->store_.commit(c->next);
+        c->result = c->owner->store_.commit(c->next, c->new_files);
         if (!c->result) return;
         for (const auto& id : c->shred) {
           if (Status s = c->owner->store_.shred(id); !s) c->shred_failures.push_back(s.error().message);

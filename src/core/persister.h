@@ -3,10 +3,12 @@
 // Changes wait in `pending_` (one slot per instance: a newer record
 // replaces an older one, and the older one's waiters ride along). When no
 // commit is running, every pending change becomes one batch:
-//   1. seal each record under its instance key and write its blob file
-//      (temp, fdatasync, rename), in parallel on the libuv threadpool;
-//   2. one commit: directory fsync, manifest (new generations and digests),
-//      directory fsync, root-of-trust counter increment;
+//   1. seal each record under its instance key and write it in place into
+//      the slot its new generation owns (fdatasync), in parallel on the
+//      libuv threadpool;
+//   2. one commit: directory fsync only if a blob file was created, the
+//      manifest (new generations and digests) into its slot (fdatasync),
+//      root-of-trust counter increment;
 //   3. shred the files of removed instances.
 // Waiters run after step 2, so "durable" means the manifest names the
 // write. Changes that arrive meanwhile form the next batch.

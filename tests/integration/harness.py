@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -503,7 +504,23 @@ class Daemon:
 
     # -- files
     def state_file(self, uuid):
-        return os.path.join(self.state_dir, uuid + ".vtpm")
+        """The instance's newest state file. Its blobs alternate between two
+        slots, <uuid>.a.vtpm and <uuid>.b.vtpm; the sealed header is in
+        clear and carries the generation (u64 at offset 28, see
+        docs/state-format.md), so the newest is the higher generation."""
+        best, best_generation = None, -1
+        for slot in "ab":
+            path = os.path.join(self.state_dir, "%s.%s.vtpm" % (uuid, slot))
+            try:
+                with open(path, "rb") as f:
+                    header = f.read(36)
+            except FileNotFoundError:
+                continue
+            generation = (struct.unpack(">Q", header[28:36])[0]
+                          if len(header) == 36 and header[:8] == b"VTPMSEAL" else 0)
+            if generation > best_generation:
+                best, best_generation = path, generation
+        return best or os.path.join(self.state_dir, uuid + ".a.vtpm")
 
 
 # --------------------------------------------------------------------------

@@ -55,9 +55,10 @@ import tpmcmd as T  # noqa: E402
 
 N_INSTANCES = 100
 SIGKILL_ROUNDS = int(os.environ.get("VTPMD_CRASH_ROUNDS", "200"))
-FAULT_POINTS = ("blob-temp-written", "blob-synced", "blob-renamed",
-                "manifest-temp-written", "manifest-synced",
-                "manifest-renamed", "counter-incremented")
+# Every step of the write path (state/crash_points.h): a blob written in
+# place (before / after its fdatasync), the manifest likewise, the counter.
+FAULT_POINTS = ("blob-written", "blob-synced", "manifest-written",
+                "manifest-synced", "counter-incremented")
 FAULT_COUNTS = (1, 3, 17, 150)  # 150: deep into the traffic (many commits)
 KILL_DELAY_S = (0.020, 0.400)
 # A fault round drives traffic until the daemon kills itself; if the

@@ -60,14 +60,12 @@ class LifecycleTest(harness.DaemonTestCase):
     def wait_persisted(self, d, u, old_bytes):
         """Wait until the state file of *u* has been rewritten (differs from
         *old_bytes*) and then stays unchanged for 0.3 s."""
-        path = d.state_file(u)
-
-        def read():
-            with open(path, "rb") as f:
+        def read():  # the newest slot, looked up afresh: writes alternate
+            with open(d.state_file(u), "rb") as f:
                 return f.read()
 
         harness.wait_until(lambda: read() != old_bytes, 5,
-                           what="%s to be rewritten" % path)
+                           what="the state of %s to be rewritten" % u)
         last = read()
         stable_since = time.monotonic()
         while time.monotonic() - stable_since < 0.3:

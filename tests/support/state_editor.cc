@@ -49,11 +49,12 @@ int main(int argc, char** argv) {
     header.generation = entry.generation;
     header.key_epoch = entry.key_epoch;
     header.nonce = drbg.new_nonce().value();
-    auto digest = store.write_blob(*id, seal_blob(store.instance_key(*id, entry), header, encode_record(record)));
-    if (!digest) return fail(digest.error().message);
-    entry.blob_digest = *digest;
+    auto written = store.write_blob(*id, entry.generation,
+                                    seal_blob(store.instance_key(*id, entry), header, encode_record(record)));
+    if (!written) return fail(written.error().message);
+    entry.blob_digest = written->digest;
     opened->manifest.entries[*id] = entry;
-    if (Status s = store.commit(opened->manifest); !s) return fail(s.error().message);
+    if (Status s = store.commit(opened->manifest, written->created); !s) return fail(s.error().message);
     return 0;
   }
   return fail("no loadable instance " + id->to_string());

@@ -103,19 +103,26 @@ class Session {
     h.generation = entry.generation;
     h.key_epoch = entry.key_epoch;
     h.nonce = drbg_.new_nonce().value();
-    auto digest = store_->write_blob(r.uuid, seal_blob(store_->instance_key(r.uuid, entry), h, encode_record(r)));
-    REQUIRE(digest.ok());
-    entry.blob_digest = *digest;
+    auto written = store_->write_blob(r.uuid, entry.generation,
+                                      seal_blob(store_->instance_key(r.uuid, entry), h, encode_record(r)));
+    REQUIRE(written.ok());
+    entry.blob_digest = written->digest;
     if (!commit) return;
     manifest_.entries[r.uuid] = entry;
-    REQUIRE(store_->commit(manifest_).ok());
+    REQUIRE(store_->commit(manifest_, written->created).ok());
   }
   void remove(const Uuid& id) {
     manifest_.entries.erase(id);
-    REQUIRE(store_->commit(manifest_).ok());
+    REQUIRE(store_->commit(manifest_, false).ok());
     REQUIRE(store_->shred(id).ok());
   }
-  std::string blob(const Uuid& id) const { return store_->blob_path(id); }
+  // The slot file of the committed generation.
+  std::string blob(const Uuid& id) const { return store_->blob_path(id, manifest_.entries.at(id).generation); }
+  bool any_file_of(const Uuid& id) const {
+    return fs::exists(store_->blob_path(id, 0)) || fs::exists(store_->blob_path(id, 1));
+  }
+  bool any_manifest() const { return fs::exists(store_->manifest_path(0)) || fs::exists(store_->manifest_path(1)); }
+  std::string current_manifest() const { return store_->manifest_path(store_->counter()); }
 
  private:
   std::string dir_;
@@ -147,7 +154,8 @@ TEST_CASE("state_store: a fresh directory gets a key, a sealed master key and an
   const OpenedState s = session.open_ok();
   CHECK(s.records.empty());
   CHECK(s.quarantined.empty());
-  for (const char* name : {"root.key", "root.key.counter", "master.key", "manifest"}) {
+  CHECK(session.any_manifest());
+  for (const char* name : {"root.key", "root.key.counter", "master.key", "manifest.b"}) {  // counter 1: slot b
     CAPTURE(name);
     struct stat st {};
     REQUIRE(::stat((dir.path() + "/" + name).c_str(), &st) == 0);
@@ -205,7 +213,7 @@ TEST_CASE("state_store: a tampered blob quarantines that instance only") {
   CHECK(has_record(s, uuid_of(1)));
   CHECK(has_record(s, uuid_of(3)));
   CHECK(contains(why_quarantined(s, uuid_of(2)), "authentication failed"));
-  CHECK(fs::exists(second.blob(uuid_of(2))));  // evidence kept
+  CHECK(second.any_file_of(uuid_of(2)));  // evidence kept
 }
 
 TEST_CASE("state_store: a truncated blob is quarantined") {
@@ -254,18 +262,26 @@ TEST_CASE("state_store: another instance's blob under this UUID's name is reject
   CHECK(contains(why_quarantined(s, uuid_of(1)), "belongs to instance " + uuid_of(2).to_string()));
 }
 
-TEST_CASE("state_store: an old manifest put back (directory rollback) quarantines everything it lists") {
+TEST_CASE("state_store: an old copy of the directory put back (rollback) quarantines everything it lists") {
   TempDir dir;
+  TempDir snapshot;
+  auto copy_state = [](const std::string& from, const std::string& to) {
+    for (const auto& e : fs::directory_iterator(from)) {
+      const std::string name = e.path().filename().string();
+      if (!name.starts_with("root.key")) {  // the counter stays out of reach
+        fs::copy_file(e.path(), to + "/" + name, fs::copy_options::overwrite_existing);
+      }
+    }
+  };
   {
     Session first(dir.path());
     first.open_ok();
     first.save(record_for(uuid_of(1), 1));
-    const Bytes old_manifest = read_bytes(dir.path() + "/manifest");
-    const Bytes old_blob = read_bytes(first.blob(uuid_of(1)));
+    copy_state(dir.path(), snapshot.path());
     first.save(record_for(uuid_of(1), 2));
-    write_bytes(dir.path() + "/manifest", old_manifest);  // consistent old copy of both
-    write_bytes(first.blob(uuid_of(1)), old_blob);
+    first.save(record_for(uuid_of(1), 3));
   }
+  copy_state(snapshot.path(), dir.path());
   Session second(dir.path());
   const OpenedState s = second.open_ok();
   CHECK(s.records.empty());
@@ -284,17 +300,18 @@ TEST_CASE("state_store: a tampered manifest quarantines every instance and is ke
     first.open_ok();
     first.save(record_for(uuid_of(1), 1));
     first.save(record_for(uuid_of(2), 2));
-    Bytes m = read_bytes(dir.path() + "/manifest");
+    const std::string current = first.current_manifest();
+    Bytes m = read_bytes(current);
     m[30] ^= 0x80;
-    write_bytes(dir.path() + "/manifest", m);
+    write_bytes(current, m);
   }
   Session second(dir.path());
   const OpenedState s = second.open_ok();
   CHECK(s.records.empty());
   CHECK(contains(why_quarantined(s, uuid_of(1)), "MAC mismatch"));
   CHECK(contains(why_quarantined(s, uuid_of(2)), "MAC mismatch"));
-  CHECK(fs::exists(dir.path() + "/manifest.rejected"));
-  CHECK(fs::exists(second.blob(uuid_of(1))));
+  CHECK((fs::exists(dir.path() + "/manifest.a.rejected") || fs::exists(dir.path() + "/manifest.b.rejected")));
+  CHECK(second.any_file_of(uuid_of(1)));
 }
 
 TEST_CASE("state_store: a deleted manifest quarantines every blob") {
@@ -303,7 +320,8 @@ TEST_CASE("state_store: a deleted manifest quarantines every blob") {
     Session first(dir.path());
     first.open_ok();
     first.save(record_for(uuid_of(1), 1));
-    fs::remove(dir.path() + "/manifest");
+    fs::remove(dir.path() + "/manifest.a");
+    fs::remove(dir.path() + "/manifest.b");
   }
   Session second(dir.path());
   const OpenedState s = second.open_ok();
@@ -354,8 +372,8 @@ TEST_CASE("state_store: a blob of an uncommitted add is discarded; a removed ins
   CHECK(s.quarantined.empty());
   REQUIRE(s.records.size() == 1);
   CHECK(s.records[0].uuid == uuid_of(1));
-  CHECK_FALSE(fs::exists(second.blob(uuid_of(2))));
-  CHECK_FALSE(fs::exists(second.blob(uuid_of(3))));
+  CHECK_FALSE(second.any_file_of(uuid_of(2)));
+  CHECK_FALSE(second.any_file_of(uuid_of(3)));
 }
 
 TEST_CASE("state_store: a commit interrupted before the counter increment is completed at start") {
@@ -389,7 +407,7 @@ TEST_CASE("state_store: state without its master key refuses to open") {
   auto opened = second.open();
   REQUIRE_FALSE(opened.ok());
   CHECK(contains(opened.error().message, "no master key file"));
-  CHECK(fs::exists(second.blob(uuid_of(1))));
+  CHECK(second.any_file_of(uuid_of(1)));
 }
 
 TEST_CASE("state_store: another root key cannot unseal the master key") {
