@@ -113,7 +113,7 @@ void Handlers::status(const Json& params, Reply reply) {
              {"uptime_s", now_unix() - facts_.started_unix},
              {"state_dir", facts_.state_dir},
              {"instances", counts},
-             {"engine", {{"shards", shards}, {"outstanding", engine_.outstanding_total()}}},
+             {"engine", {{"shards", shards}, {"outstanding", engine_.outstanding_total()}, {"isolations", engine_.isolations()}}},
              {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}},
              {"channels", {{"swtpm_connections", swtpm_.connections()}}}});
 }

@@ -61,6 +61,14 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
   } else if (key == "tpm12_selftest_key_cache" || key == "tpm12-selftest-key-cache") {
     if (value != "on" && value != "off") return invalid(key + " must be \"on\" or \"off\", got '" + value + "'");
     c.tpm12_selftest_key_cache = value == "on";
+  } else if (key == "isolate_busy_ms" || key == "isolate-busy-ms") {
+    auto n = parse_uint(value, key, 0, 1000);
+    if (!n) return n.error();
+    c.isolate_busy_ms = *n;
+  } else if (key == "isolated_workers_max" || key == "isolated-workers-max") {
+    auto n = parse_uint(value, key, 0, 4096);
+    if (!n) return n.error();
+    c.isolated_workers_max = *n;
   } else if (key == "default_max_command_size" || key == "default-max-command-size") {
     auto n = parse_uint(value, key, 1024, 65536);
     if (!n) return n.error();
@@ -164,6 +172,9 @@ const char* usage_text() {
          "  --tpm12-selftest-key-cache on|off\n"
          "                                reuse one real key for TPM 1.2's per-restore RSA self-test, making\n"
          "                                a TPM 1.2 swap ~9 ms instead of ~200 ms (default on)\n"
+         "  --isolate-busy-ms N           a TPM 2.0 instance using the engine thread more than N ms per second\n"
+         "                                moves to a worker process of its own (default 250, 0 = never)\n"
+         "  --isolated-workers-max N      at most N instances isolated that way (default 8)\n"
          "  --default-max-command-size N  TPM buffer size of new instances (default 4096)\n"
          "  --version, --help\n";
 }

@@ -30,6 +30,8 @@ struct Config {
   std::uint32_t tpm12_slice_ms = 500;   // residency slice of a busy TPM 1.2 instance
   std::uint32_t tpm12_linger_ms = 5;    // wait for a busy TPM 1.2 guest's next command
   bool tpm12_selftest_key_cache = true;  // see src/engine/libtpms_selftest_key.cc
+  std::uint32_t isolate_busy_ms = 250;   // see src/engine/engine.h; 0: never
+  std::uint32_t isolated_workers_max = 8;
   // Defaults for new instances
   std::uint32_t default_max_command_size = 4096;
 };

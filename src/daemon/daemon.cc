@@ -82,6 +82,8 @@ Status Daemon::start() {
   options.multiplexer.tpm12_slice = std::chrono::milliseconds(config_.tpm12_slice_ms);
   options.multiplexer.tpm12_linger = std::chrono::milliseconds(config_.tpm12_linger_ms);
   options.multiplexer.tpm12_selftest_key_cache = config_.tpm12_selftest_key_cache;
+  options.isolate_busy_ms = config_.isolate_busy_ms;
+  options.isolated_workers_max = config_.isolated_workers_max;
   engine_ = std::make_unique<engine::Engine>(&loop_, options, [this](const Uuid& id, const std::string& why) {
     if (!shutting_down_) service_->recover_lost(id, why);
   });

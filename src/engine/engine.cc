@@ -5,7 +5,7 @@
 namespace vtpm::engine {
 
 Engine::Engine(uv_loop_t* loop, EngineOptions options, LostSink on_lost)
-    : loop_(loop), options_(std::move(options)), on_lost_(std::move(on_lost)) {
+    : loop_(loop), options_(std::move(options)), on_lost_(std::move(on_lost)), window_start_ms_(uv_now(loop)) {
   ShardSlot primary;
   primary.shard = std::make_unique<ThreadShard>(loop_, options_.multiplexer,
                                                 [this](Completion&& done) { on_completion(std::move(done)); });
@@ -90,6 +90,7 @@ void Engine::attach(const Uuid& id, const InstanceParams& params, StateBlobs blo
   job.params = params;
   job.blobs = std::move(blobs);
   if (route(id) != nullptr) return reply_error(std::move(job), ErrorCode::kAlreadyExists, "already placed", done);
+  params_[id] = params;
   Shard& shard = place(id, params.version);
   submit(shard, std::move(job), std::move(done));
 }
@@ -102,6 +103,10 @@ void Engine::route_job(const Uuid& id, JobKind kind, Callback done, Bytes comman
   job.params.auto_startup = auto_startup;
   job.command = std::move(command);
   job.locality = locality;
+  if (auto moving = moving_.find(id); moving != moving_.end()) {
+    moving->second.push_back(HeldJob{std::move(job), std::move(done)});
+    return;
+  }
   Shard* shard = route(id);
   if (shard == nullptr) {
     const ErrorCode code = kind == JobKind::kExecute || kind == JobKind::kPowerOn || kind == JobKind::kSnapshot
@@ -111,6 +116,9 @@ void Engine::route_job(const Uuid& id, JobKind kind, Callback done, Bytes comman
   }
   if (kind == JobKind::kDetach) {
     routes_.erase(id);
+    params_.erase(id);
+    busy_us_.erase(id);
+    isolated_.erase(id);
     slot_of(shard)->stats.instances--;
   }
   submit(*shard, std::move(job), std::move(done));
@@ -139,6 +147,9 @@ void Engine::on_completion(Completion&& done) {
   if (it == callbacks_.end()) return;  // a worker answered a job already failed
   PendingJob pending = std::move(it->second);
   callbacks_.erase(it);
+  if (pending.shard == shards_.front().shard.get() && done.kind == JobKind::kExecute) {
+    account_engine_time(pending.instance, done);
+  }
   if (auto o = outstanding_.find(pending.instance); o != outstanding_.end() && --o->second == 0) outstanding_.erase(o);
   if (ShardSlot* slot = slot_of(pending.shard)) {
     slot->stats.outstanding--;
@@ -170,6 +181,7 @@ void Engine::on_worker_exit(ProcessShard& worker, const std::string& why) {
   for (auto it = routes_.begin(); it != routes_.end();) {
     if (it->second == &worker) {
       lost.push_back(it->first);
+      isolated_.erase(it->first);
       it = routes_.erase(it);
     } else {
       ++it;
@@ -186,7 +198,92 @@ void Engine::on_worker_exit(ProcessShard& worker, const std::string& why) {
 
 std::size_t Engine::outstanding(const Uuid& id) const {
   auto it = outstanding_.find(id);
-  return it == outstanding_.end() ? 0 : it->second;
+  std::size_t n = it == outstanding_.end() ? 0 : it->second;
+  if (auto moving = moving_.find(id); moving != moving_.end()) n += moving->second.size();
+  return n;
+}
+
+void Engine::account_engine_time(const Uuid& id, const Completion& done) {
+  if (options_.isolate_busy_ms == 0) return;
+  busy_us_[id] += done.timing.run_us + done.timing.load_us;
+  const std::uint64_t now = uv_now(loop_);
+  if (now - window_start_ms_ < 1000) return;
+  // One-second windows: whoever used more than the threshold moves out.
+  const std::uint64_t limit_us = std::uint64_t{options_.isolate_busy_ms} * 1000 * (now - window_start_ms_) / 1000;
+  std::vector<Uuid> busy;
+  for (const auto& [instance, us] : busy_us_) {
+    if (us > limit_us) busy.push_back(instance);
+  }
+  busy_us_.clear();
+  window_start_ms_ = now;
+  for (const Uuid& instance : busy) isolate(instance);
+}
+
+void Engine::isolate(const Uuid& id) {
+  Shard* from = route(id);
+  auto params = params_.find(id);
+  if (from != shards_.front().shard.get() || params == params_.end() || params->second.version != TpmVersion::k20 ||
+      moving_.contains(id) || isolated_.size() >= options_.isolated_workers_max) {
+    return;
+  }
+  // From here on new jobs wait; the snapshot queues behind the ones already
+  // on the engine thread, so it sees the state after all of them.
+  moving_[id];
+  Job snapshot;
+  snapshot.instance = id;
+  snapshot.kind = JobKind::kSnapshot;
+  submit(*from, std::move(snapshot), [this, id, from](Completion&& snap) {
+    if (!snap.ok) return finish_isolation(id);  // stay; release the held jobs
+    Shard* to = worker_for_isolation();
+    if (to == nullptr) return finish_isolation(id);
+    isolated_[id] = to;
+    Job detach;
+    detach.instance = id;
+    detach.kind = JobKind::kDetach;
+    submit(*from, std::move(detach), [](Completion&&) {});
+    slot_of(from)->stats.instances--;
+    Job attach;
+    attach.instance = id;
+    attach.kind = JobKind::kAttach;
+    attach.params = params_[id];
+    attach.blobs.permanent = snap.permanent.value_or(Bytes{});
+    attach.blobs.volatile_state = snap.volatile_state.value_or(Bytes{});
+    attach.blobs.save_state = snap.save_state.value_or(Bytes{});
+    routes_[id] = to;
+    slot_of(to)->stats.instances++;
+    submit(*to, std::move(attach), [this, id, to](Completion&& attached) {
+      if (attached.ok) return;
+      // The worker could not host it: as after a worker death, the daemon
+      // restarts the instance from its saved state.
+      if (route(id) == to) {
+        routes_.erase(id);
+        isolated_.erase(id);
+        slot_of(to)->stats.instances--;
+        on_lost_(id, "isolation into " + to->name() + " failed: " + attached.message);
+      }
+    });
+    ++isolations_;
+    finish_isolation(id);
+  });
+}
+
+Shard* Engine::worker_for_isolation() {
+  // An idle live worker (its instances removed) is reused before spawning.
+  for (auto& slot : shards_) {
+    if (slot.shard.get() != shards_.front().shard.get() && !slot.dead && slot.stats.instances == 0) {
+      return slot.shard.get();
+    }
+  }
+  return spawn_worker();
+}
+
+void Engine::finish_isolation(const Uuid& id) {
+  auto held = std::move(moving_[id]);
+  moving_.erase(id);
+  // In arrival order, through the normal path (now routed to the new shard).
+  for (auto& h : held) {
+    route_job(id, h.job.kind, std::move(h.done), std::move(h.job.command), h.job.locality, h.job.params.auto_startup);
+  }
 }
 
 std::string Engine::placement(const Uuid& id) const {

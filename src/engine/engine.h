@@ -8,6 +8,13 @@
 // which then time-slice them (see Multiplexer). With workers disabled, 1.2
 // instances share the engine thread too.
 //
+// Isolation: a TPM 2.0 instance that keeps the engine thread busy for more
+// than `isolate_busy_ms` of a second (e.g. a guest looping on RSA key
+// generation) moves to a worker process of its own, live: its queued jobs
+// finish, a snapshot (volatile state included) moves, and jobs arriving
+// meanwhile wait and follow in order. The others then no longer queue
+// behind its long commands.
+//
 // Thread affinity: loop thread only. Callbacks run on the loop thread,
 // exactly once per accepted job.
 #pragma once
@@ -34,6 +41,8 @@ struct EngineOptions {
   MultiplexerOptions multiplexer;
   std::string worker_path;            // vtpmd-engine executable
   std::size_t tpm12_workers_max = 64; // 0: TPM 1.2 shares the engine thread
+  std::uint32_t isolate_busy_ms = 250;  // per second of engine-thread time; 0: never isolate
+  std::size_t isolated_workers_max = 8;
 };
 
 struct ShardStats {
@@ -71,6 +80,7 @@ class Engine {
   std::size_t outstanding_total() const { return callbacks_.size(); }
   std::string placement(const Uuid& id) const;
   std::vector<ShardStats> stats() const;
+  std::uint64_t isolations() const { return isolations_; }
 
  private:
   struct ShardSlot {
@@ -95,7 +105,16 @@ class Engine {
   Shard* spawn_worker();
   void on_worker_exit(ProcessShard& worker, const std::string& why);
   void reply_error(Job job, ErrorCode code, std::string message, Callback& done);
+  // Isolation of busy TPM 2.0 instances (see the comment at the top).
+  void account_engine_time(const Uuid& id, const Completion& done);
+  void isolate(const Uuid& id);
+  void finish_isolation(const Uuid& id);
+  Shard* worker_for_isolation();
 
+  struct HeldJob {
+    Job job;
+    Callback done;
+  };
   uv_loop_t* loop_;
   EngineOptions options_;
   LostSink on_lost_;
@@ -103,6 +122,12 @@ class Engine {
   std::unordered_map<Uuid, Shard*> routes_;
   std::unordered_map<Uuid, std::size_t> outstanding_;
   std::map<JobId, PendingJob> callbacks_;
+  std::unordered_map<Uuid, InstanceParams> params_;
+  std::unordered_map<Uuid, std::uint64_t> busy_us_;  // engine-thread time in the current window
+  std::uint64_t window_start_ms_ = 0;
+  std::unordered_map<Uuid, std::vector<HeldJob>> moving_;  // jobs held while an instance moves
+  std::unordered_map<Uuid, Shard*> isolated_;  // instances moved out, and where
+  std::uint64_t isolations_ = 0;
   JobId next_job_ = 1;
   std::size_t next_worker_number_ = 1;
 };

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <csignal>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -27,10 +28,11 @@ class LoopFixture {
     CHECK(uv_loop_close(&loop_) == 0);  // fails if any handle leaked
   }
 
-  Engine& make_engine(std::size_t workers_max) {
+  Engine& make_engine(std::size_t workers_max, std::uint32_t isolate_busy_ms = 0) {
     EngineOptions options;
     options.worker_path = VTPMD_TEST_ENGINE_WORKER;
     options.tpm12_workers_max = workers_max;
+    options.isolate_busy_ms = isolate_busy_ms;
     engine_.emplace(&loop_, options, [this](const Uuid& id, const std::string&) { lost_.push_back(id); });
     return *engine_;
   }
@@ -48,6 +50,17 @@ class LoopFixture {
     uv_run(&loop_, UV_RUN_NOWAIT);
     REQUIRE(done.has_value());
     return std::move(*done);
+  }
+
+  // Runs the loop until `done()` holds or `ms` pass.
+  void run_until(const std::function<bool()>& done, std::uint64_t ms) {
+    const std::uint64_t deadline = uv_now(&loop_) + ms;
+    uv_timer_t tick;
+    uv_timer_init(&loop_, &tick);
+    uv_timer_start(&tick, [](uv_timer_t*) {}, 10, 10);  // wakes the loop to re-check
+    while (!done() && uv_now(&loop_) < deadline) uv_run(&loop_, UV_RUN_ONCE);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+    uv_run(&loop_, UV_RUN_NOWAIT);
   }
 
   Completion attach(const Uuid& id, TpmVersion v) {
@@ -98,6 +111,46 @@ TEST_CASE("TPM 2.0 instances share the engine thread; TPM 1.2 instances get thei
   CHECK(r.ok);
   CHECK_FALSE(r.swapped);  // resident: never swapped out
   for (std::uint8_t i = 1; i <= 4; ++i) CHECK(f.detach(make_id(i)).ok);
+}
+
+TEST_CASE("a TPM 2.0 instance that hogs the engine thread moves to its own worker, live and in order") {
+  LoopFixture f;
+  Engine& engine = f.make_engine(4, /*isolate_busy_ms=*/50);
+  const Uuid hog = make_id(1), quiet = make_id(2);
+  REQUIRE(f.attach(hog, TpmVersion::k20).ok);
+  REQUIRE(f.attach(quiet, TpmVersion::k20).ok);
+  REQUIRE(f.exec(hog, tpm2_pcr_extend(16, 0xaa)).ok);
+  const Bytes pcr_before = f.exec(hog, tpm2_pcr_read(16)).response;
+  // A guest flooding RSA key generations (each flushed, each followed by a
+  // PCR read), three commands in flight, the next sent from each answer —
+  // so commands keep arriving while the instance moves. Every answer must
+  // come back in order, with the PCR value intact wherever it runs.
+  int next = 0, expected = 0, failures = 0, after_move = 0;
+  std::function<void()> send_next = [&] {
+    const int i = next++;
+    Bytes command = i % 3 == 0   ? tpm2_create_primary_rsa2048(static_cast<std::uint8_t>(i))
+                    : i % 3 == 1 ? tpm2_flush_context(0x80000000)
+                                 : tpm2_pcr_read(16);
+    engine.execute(hog, std::move(command), 0, [&, i](Completion&& c) {
+      if (i != expected++ || !c.ok || tpm::response_code(c.response) != 0 || (i % 3 == 2 && c.response != pcr_before)) {
+        ++failures;
+      }
+      if (engine.isolations() > 0) ++after_move;
+      if (after_move < 30) send_next();
+    });
+  };
+  for (int depth = 0; depth < 3; ++depth) send_next();
+  f.run_until([&] { return after_move >= 30 && expected == next; }, 20000);
+  CHECK(failures == 0);
+  CHECK(expected == next);
+  MESSAGE(next << " commands, " << after_move << " answered after the move");
+
+  CHECK(engine.isolations() == 1);
+  CHECK(engine.placement(hog).starts_with("engine-worker-"));
+  CHECK(engine.placement(quiet) == "engine-thread");
+  CHECK(f.exec(quiet, tpm2_get_random(8)).ok);
+  CHECK(f.detach(hog).ok);
+  CHECK(f.detach(quiet).ok);
 }
 
 TEST_CASE("beyond the worker limit TPM 1.2 instances share the least-loaded worker") {
