@@ -36,7 +36,9 @@ std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
                                {"auto_startup", r.auto_startup},
                                {"max_command_size", r.max_command_size},
                                {"powered_on", r.powered_on},
-                               {"channels", r.channels}};
+                               {"channels", r.channels},
+                               {"max_queued", r.max_queued},
+                               {"max_rate", r.max_rate}};
   const std::string text = meta.dump();
   std::vector<std::uint8_t> out(std::begin(kMagic), std::end(kMagic));
   append_blob(out, std::vector<std::uint8_t>(text.begin(), text.end()));
@@ -85,6 +87,8 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
     r.max_command_size = meta.at("max_command_size").get<std::uint32_t>();
     r.powered_on = meta.at("powered_on").get<bool>();
     r.channels = meta.value("channels", std::string());
+    r.max_queued = meta.value("max_queued", std::uint32_t{0});
+    r.max_rate = meta.value("max_rate", std::uint32_t{0});
   } catch (const nlohmann::json::exception& e) {
     return corrupt(std::string("metadata field missing or mistyped: ") + e.what());
   }

@@ -27,6 +27,8 @@ struct InstanceRecord {
   std::uint32_t max_command_size = 4096;
   bool powered_on = true;
   std::string channels;  // guest-channel configuration (JSON text, opaque here); empty: none
+  std::uint32_t max_queued = 0;  // per-instance limits; 0: the daemon's default
+  std::uint32_t max_rate = 0;    // commands per second; 0: the daemon's default
   engine::StateBlobs blobs;
 };
 

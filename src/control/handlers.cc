@@ -59,6 +59,11 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
             {"engine", service.placement(i.uuid)},
             {"channels", spec != nullptr ? spec->describe() : std::vector<std::string>{}},
             {"outstanding", service.outstanding(i.uuid)},
+            {"limits",
+             {{"max_queued", service.effective_limits(i).max_queued},
+              {"max_rate", service.effective_limits(i).max_rate},
+              {"throttled", service.throttled(i.uuid)},
+              {"delayed_total", i.throttle.delayed}}},
             {"counters",
              {{"commands", i.counters.commands},
               {"errors", i.counters.errors},
@@ -77,7 +82,8 @@ void Handlers::dispatch(const std::string& method, const Json& params, Reply rep
       {"remove", &Handlers::remove}, {"list", &Handlers::list},   {"show", &Handlers::show},
       {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel},
       {"attach", &Handlers::attach}, {"detach", &Handlers::detach},
-      {"export", &Handlers::export_instance}, {"import", &Handlers::import_instance}};
+      {"export", &Handlers::export_instance}, {"import", &Handlers::import_instance},
+      {"set", &Handlers::set}};
   for (const auto& [name, handler] : kMethods) {
     if (method == name) return (this->*handler)(params, std::move(reply));
   }
@@ -124,7 +130,9 @@ void Handlers::add(const Json& params, Reply reply) {
   for (const auto& [key, value] : params.items()) {
     (swtpm::EndpointSpec::is_parameter(key) ? endpoint : own)[key] = value;
   }
-  if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size"}); !s) return reply(s.error());
+  if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size", "max_queued", "max_rate"}); !s) {
+    return reply(s.error());
+  }
   std::optional<swtpm::EndpointSpec> spec;
   if (!endpoint.empty()) {
     auto parsed = swtpm::EndpointSpec::from_json(endpoint);
@@ -149,6 +157,11 @@ void Handlers::add(const Json& params, Reply reply) {
   auto size = int_param(params, "max_command_size", 1024, 65536);
   if (!size) return reply(size.error());
   if (*size) options.max_command_size = static_cast<std::uint32_t>(**size);
+  auto queued = int_param(params, "max_queued", 0, 1000000);
+  if (!queued) return reply(queued.error());
+  auto rate = int_param(params, "max_rate", 0, 1000000);
+  if (!rate) return reply(rate.error());
+  options.limits = {static_cast<std::uint32_t>(queued->value_or(0)), static_cast<std::uint32_t>(rate->value_or(0))};
   service_.add(options, [this, spec = std::move(spec), reply = std::move(reply)](Result<const Instance*> r) {
     if (!r) return reply(r.error());
     const Uuid id = (*r)->uuid;
@@ -295,6 +308,22 @@ Result<engine::Bytes> transport_key_param(const Json& params) {
 }
 
 }  // namespace
+
+void Handlers::set(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid", "max_queued", "max_rate"}); !s) return reply(s.error());
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto queued = int_param(params, "max_queued", 0, 1000000);
+  if (!queued) return reply(queued.error());
+  auto rate = int_param(params, "max_rate", 0, 1000000);
+  if (!rate) return reply(rate.error());
+  auto as_limit = [](const std::optional<std::int64_t>& v) {
+    return v ? std::optional<std::uint32_t>(static_cast<std::uint32_t>(*v)) : std::nullopt;
+  };
+  auto r = service_.set_limits(*id, as_limit(*queued), as_limit(*rate));
+  if (!r) return reply(r.error());
+  reply(instance_json(**r, service_, swtpm_));
+}
 
 void Handlers::export_instance(const Json& params, Reply reply) {
   if (Status s = only_params(params, {"uuid", "transport_key"}); !s) return reply(s.error());

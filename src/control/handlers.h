@@ -44,6 +44,7 @@ class Handlers {
   void detach(const Json& params, Reply reply);
   void export_instance(const Json& params, Reply reply);
   void import_instance(const Json& params, Reply reply);
+  void set(const Json& params, Reply reply);
   // Opens the endpoints and records them so they reopen at start-up.
   Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 

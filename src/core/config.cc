@@ -69,6 +69,14 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     auto n = parse_uint(value, key, 0, 4096);
     if (!n) return n.error();
     c.isolated_workers_max = *n;
+  } else if (key == "default_max_queued" || key == "default-max-queued") {
+    auto n = parse_uint(value, key, 1, 1000000);
+    if (!n) return n.error();
+    c.default_max_queued = *n;
+  } else if (key == "default_max_rate" || key == "default-max-rate") {
+    auto n = parse_uint(value, key, 0, 1000000);
+    if (!n) return n.error();
+    c.default_max_rate = *n;
   } else if (key == "default_max_command_size" || key == "default-max-command-size") {
     auto n = parse_uint(value, key, 1024, 65536);
     if (!n) return n.error();
@@ -176,6 +184,8 @@ const char* usage_text() {
          "                                moves to a worker process of its own (default 250, 0 = never)\n"
          "  --isolated-workers-max N      at most N instances isolated that way (default 8)\n"
          "  --default-max-command-size N  TPM buffer size of new instances (default 4096)\n"
+         "  --default-max-queued N        commands an instance may have queued before `busy` (default 64)\n"
+         "  --default-max-rate N          commands per second per instance; more wait (default 0 = no limit)\n"
          "  --version, --help\n";
 }
 

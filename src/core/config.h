@@ -34,6 +34,8 @@ struct Config {
   std::uint32_t isolated_workers_max = 8;
   // Defaults for new instances
   std::uint32_t default_max_command_size = 4096;
+  std::uint32_t default_max_queued = 64;  // commands queued per instance before `busy`
+  std::uint32_t default_max_rate = 0;     // commands per second per instance; 0: unlimited
 };
 
 struct CommandLine {

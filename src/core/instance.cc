@@ -11,6 +11,8 @@ state::InstanceRecord Instance::record(bool with_volatile) const {
   r.max_command_size = max_command_size;
   r.powered_on = power == PowerState::kOn;
   r.channels = channel_config;
+  r.max_queued = limits.max_queued;
+  r.max_rate = limits.max_rate;
   r.blobs.permanent = saved.permanent;
   r.blobs.save_state = saved.save_state;
   if (with_volatile) r.blobs.volatile_state = saved.volatile_state;

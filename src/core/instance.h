@@ -24,6 +24,21 @@ struct InstanceCounters {
   std::int64_t last_command_unix_ms = 0;  // 0 = never
 };
 
+// Per-instance limits (0: the daemon's default). A guest above max_rate is
+// throttled (its commands wait), one above max_queued is refused (busy).
+struct InstanceLimits {
+  std::uint32_t max_queued = 0;
+  std::uint32_t max_rate = 0;
+};
+
+// A token bucket, capacity one second of max_rate (the commands waiting
+// for tokens are kept by Service).
+struct Throttle {
+  double tokens = 0;
+  std::uint64_t refilled_ms = 0;
+  std::uint64_t delayed = 0;  // commands that had to wait, ever
+};
+
 struct Instance {
   Uuid uuid;
   TpmVersion version = TpmVersion::k20;
@@ -39,6 +54,8 @@ struct Instance {
   // here); volatile only as of the last snapshot.
   engine::StateBlobs saved;
   std::string channel_config;  // guest channels to reopen at start-up (JSON, backend-defined)
+  InstanceLimits limits;
+  Throttle throttle;
 
   const char* state_name() const { return failed ? "failed" : power == PowerState::kOn ? "running" : "stopped"; }
   engine::InstanceParams params() const { return {version, max_command_size, auto_startup}; }

@@ -1,5 +1,7 @@
 #include "src/core/service.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <memory>
 
@@ -22,13 +24,97 @@ std::uint64_t micros_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-Service::Service(const Logger& log, engine::Engine& engine, Persister& persister, Registry& registry,
-                 std::uint32_t default_max_command_size)
+Service::Service(uv_loop_t* loop, const Logger& log, engine::Engine& engine, Persister& persister,
+                 Registry& registry, std::uint32_t default_max_command_size, DefaultLimits default_limits)
     : log_(log),
       engine_(engine),
       persister_(persister),
       registry_(registry),
-      default_max_command_size_(default_max_command_size) {}
+      default_max_command_size_(default_max_command_size),
+      default_limits_(default_limits) {
+  uv_timer_init(loop, throttle_timer_.get());
+  throttle_timer_.mark_live();
+  throttle_timer_.get()->data = this;
+}
+
+Service::~Service() {
+  // Commands still waiting for their rate are answered, not dropped.
+  auto waiting = std::move(throttled_);
+  for (auto& [id, queue] : waiting) {
+    for (auto& w : queue) w.done(make_error(ErrorCode::kUnavailable, "daemon is shutting down"));
+  }
+}
+
+InstanceLimits Service::effective_limits(const Instance& instance) const {
+  return {instance.limits.max_queued != 0 ? instance.limits.max_queued : default_limits_.max_queued,
+          instance.limits.max_rate != 0 ? instance.limits.max_rate : default_limits_.max_rate};
+}
+
+std::size_t Service::throttled(const Uuid& id) const {
+  auto it = throttled_.find(id);
+  return it == throttled_.end() ? 0 : it->second.size();
+}
+
+Result<const Instance*> Service::set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued,
+                                            std::optional<std::uint32_t> max_rate) {
+  auto found = registry_.get(id);
+  if (!found) return found.error();
+  Instance& i = **found;
+  if (max_queued) i.limits.max_queued = *max_queued;
+  if (max_rate) i.limits.max_rate = *max_rate;
+  if (!i.removing && !i.failed) persist(i);
+  log_.info(id, "limits: max_queued " + std::to_string(effective_limits(i).max_queued) + ", max_rate " +
+                    std::to_string(effective_limits(i).max_rate) + "/s");
+  return static_cast<const Instance*>(&i);
+}
+
+bool Service::take_token(Instance& instance) {
+  const std::uint32_t rate = effective_limits(instance).max_rate;
+  if (rate == 0) return true;
+  Throttle& t = instance.throttle;
+  const std::uint64_t now = uv_now(throttle_timer_.get()->loop);
+  if (t.refilled_ms == 0) t.tokens = rate;  // a fresh bucket starts full
+  t.tokens = std::min<double>(rate, t.tokens + static_cast<double>(now - t.refilled_ms) * rate / 1000.0);
+  t.refilled_ms = now;
+  if (t.tokens < 1.0) return false;
+  t.tokens -= 1.0;
+  return true;
+}
+
+void Service::admit(Instance& instance, engine::Bytes command, std::uint8_t locality, ExecCallback done) {
+  const Uuid id = instance.uuid;
+  auto waiting = throttled_.find(id);
+  // Order: nothing overtakes a command already waiting for its rate.
+  if ((waiting == throttled_.end() || waiting->second.empty()) && take_token(instance)) {
+    return dispatch(id, std::move(command), locality, std::move(done));
+  }
+  ++instance.throttle.delayed;
+  throttled_[id].push_back(WaitingExec{std::move(command), locality, std::move(done)});
+  if (!uv_is_active(throttle_timer_.base())) {
+    uv_timer_start(
+        throttle_timer_.get(), [](uv_timer_t* t) { static_cast<Service*>(t->data)->drain_throttled(); }, 5, 5);
+  }
+}
+
+void Service::drain_throttled() {
+  for (auto it = throttled_.begin(); it != throttled_.end();) {
+    Instance* instance = registry_.find(it->first);
+    auto& queue = it->second;
+    while (!queue.empty()) {
+      if (instance == nullptr || instance->removing || instance->failed || shutting_down_) {
+        queue.front().done(make_error(ErrorCode::kUnavailable, "instance " + it->first.to_string() + " went away"));
+        queue.pop_front();
+        continue;
+      }
+      if (!take_token(*instance)) break;
+      WaitingExec w = std::move(queue.front());
+      queue.pop_front();
+      dispatch(it->first, std::move(w.command), w.locality, std::move(w.done));
+    }
+    it = queue.empty() ? throttled_.erase(it) : std::next(it);
+  }
+  if (throttled_.empty()) uv_timer_stop(throttle_timer_.get());
+}
 
 Uuid Service::fresh_uuid() {
   for (;;) {
@@ -61,6 +147,7 @@ void Service::add(const AddOptions& options, InstanceCallback done) {
   fresh.created_unix = now_unix_ms() / 1000;
   fresh.auto_startup = options.auto_startup;
   fresh.max_command_size = options.max_command_size.value_or(default_max_command_size_);
+  fresh.limits = options.limits;
   // The registry entry exists from now on, so a second add of the same UUID
   // fails even while this one is still manufacturing.
   auto added = registry_.add(std::move(fresh));
@@ -100,7 +187,7 @@ void Service::remove(const Uuid& id, bool force, StatusCallback done) {
   auto found = usable(id);
   if (!found && found.error().code != ErrorCode::kCorrupt) return done(found.error());
   Instance& instance = *registry_.find(id);
-  if (const std::size_t busy = engine_.outstanding(id); busy > 0 && !force) {
+  if (const std::size_t busy = engine_.outstanding(id) + throttled(id); busy > 0 && !force) {
     return done(make_error(ErrorCode::kBusy, "instance " + id.to_string() + " has " + std::to_string(busy) +
                                                  " command(s) in flight; use force to cancel them"));
   }
@@ -138,7 +225,18 @@ void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality,
     ++instance.counters.errors;
     return done(valid.error());
   }
+  const InstanceLimits limits = effective_limits(instance);
+  if (const std::size_t queued = engine_.outstanding(id) + throttled(id); queued >= limits.max_queued) {
+    ++instance.counters.errors;
+    return done(make_error(ErrorCode::kBusy, "instance " + id.to_string() + " has " + std::to_string(queued) +
+                                                 " commands queued (its limit is " + std::to_string(limits.max_queued) +
+                                                 "); retry later"));
+  }
   instance.counters.bytes_in += command.size();
+  admit(instance, std::move(command), locality, std::move(done));
+}
+
+void Service::dispatch(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done) {
   const auto start = std::chrono::steady_clock::now();
   engine_.execute(id, std::move(command), locality, [this, id, start, done = std::move(done)](engine::Completion&& c) {
     Instance* i = registry_.find(id);
@@ -309,6 +407,7 @@ void Service::import_instance(state::InstanceRecord record, InstanceCallback don
   incoming.auto_startup = record.auto_startup;
   incoming.max_command_size = record.max_command_size;
   incoming.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
+  incoming.limits = {record.max_queued, record.max_rate};
   incoming.saved.permanent = record.blobs.permanent;
   incoming.saved.save_state = record.blobs.save_state;
   auto added = registry_.add(std::move(incoming));
@@ -400,6 +499,7 @@ void Service::restore(state::InstanceRecord record) {
   instance.max_command_size = record.max_command_size;
   instance.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
   instance.channel_config = record.channels;
+  instance.limits = {record.max_queued, record.max_rate};
   instance.saved = record.blobs;
   auto added = registry_.add(std::move(instance));
   if (!added) {

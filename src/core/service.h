@@ -7,13 +7,16 @@
 
 #include <uv.h>
 
+#include <deque>
 #include <functional>
+#include <map>
 #include <optional>
 #include <random>
 
 #include "src/core/instance.h"
 #include "src/core/log.h"
 #include "src/core/persister.h"
+#include "src/core/uv_handle.h"
 #include "src/engine/engine.h"
 
 namespace vtpm {
@@ -23,6 +26,13 @@ struct AddOptions {
   TpmVersion version = TpmVersion::k20;
   bool auto_startup = false;
   std::optional<std::uint32_t> max_command_size;
+  InstanceLimits limits;
+};
+
+// The daemon-wide defaults behind an instance's limits of 0.
+struct DefaultLimits {
+  std::uint32_t max_queued = 64;  // commands queued or running per instance
+  std::uint32_t max_rate = 0;     // commands per second; 0: unlimited
 };
 
 struct ExecResult {
@@ -48,14 +58,21 @@ class Service {
   using StatusCallback = std::function<void(Status)>;
   using ExecCallback = std::function<void(Result<ExecResult>)>;
 
-  Service(const Logger& log, engine::Engine& engine, Persister& persister, Registry& registry,
-          std::uint32_t default_max_command_size);
+  Service(uv_loop_t* loop, const Logger& log, engine::Engine& engine, Persister& persister, Registry& registry,
+          std::uint32_t default_max_command_size, DefaultLimits default_limits = {});
+  ~Service();
 
   void add(const AddOptions& options, InstanceCallback done);
   void remove(const Uuid& id, bool force, StatusCallback done);
   void exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done);
   void power(const Uuid& id, PowerAction action, InstanceCallback done);
   void cancel(const Uuid& id, StatusCallback done);
+  // Changes an instance's limits (0: back to the daemon's default) and saves them.
+  Result<const Instance*> set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued,
+                                     std::optional<std::uint32_t> max_rate);
+  // The limits in force (defaults applied) and the commands waiting for rate.
+  InstanceLimits effective_limits(const Instance& instance) const;
+  std::size_t throttled(const Uuid& id) const;
 
   // Remembers (and saves) the instance's guest-channel configuration.
   Status set_channel_config(const Uuid& id, std::string config);
@@ -105,6 +122,16 @@ class Service {
   void refuse_new_work() { shutting_down_ = true; }
 
  private:
+  struct WaitingExec {
+    engine::Bytes command;
+    std::uint8_t locality;
+    ExecCallback done;
+  };
+  // After the checks: to the engine, or to the wait queue if over its rate.
+  void admit(Instance& instance, engine::Bytes command, std::uint8_t locality, ExecCallback done);
+  void dispatch(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done);
+  bool take_token(Instance& instance);
+  void drain_throttled();
   Result<Instance*> usable(const Uuid& id);
   // Takes new persistent state from a completion; true if there was any.
   bool take_state_change(Instance& instance, const engine::Completion& done);
@@ -118,6 +145,9 @@ class Service {
   Persister& persister_;
   Registry& registry_;
   std::uint32_t default_max_command_size_;
+  DefaultLimits default_limits_;
+  std::map<Uuid, std::deque<WaitingExec>> throttled_;
+  UvHandle<uv_timer_t> throttle_timer_;
   std::random_device random_;
   bool shutting_down_ = false;
 };

@@ -87,7 +87,8 @@ Status Daemon::start() {
   engine_ = std::make_unique<engine::Engine>(&loop_, options, [this](const Uuid& id, const std::string& why) {
     if (!shutting_down_) service_->recover_lost(id, why);
   });
-  service_ = std::make_unique<Service>(log_, *engine_, *persister_, registry_, config_.default_max_command_size);
+  service_ = std::make_unique<Service>(&loop_, log_, *engine_, *persister_, registry_, config_.default_max_command_size,
+                                       DefaultLimits{config_.default_max_queued, config_.default_max_rate});
   control::DaemonFacts facts;
   facts.state_dir = config_.state_dir;
   facts.started_unix =

@@ -151,9 +151,23 @@ Result<Json> parse_attach(std::string_view command, Args args, std::istream&) {
   return params;
 }
 
+// --max-queued N, --max-rate N (0: the daemon's default), shared by add and set.
+Status apply_limit_flags(const std::map<std::string, std::string, std::less<>>& flags, Json& params) {
+  for (const auto& [flag, key] : {std::pair{"--max-queued", "max_queued"}, std::pair{"--max-rate", "max_rate"}}) {
+    auto it = flags.find(flag);
+    if (it == flags.end()) continue;
+    const auto n = parse_integer(it->second);
+    if (!n || *n < 0 || *n > 1000000) {
+      return usage(std::string(flag) + ": expected 0..1000000, got " + in_quotes(it->second));
+    }
+    params[key] = *n;
+  }
+  return Status::success();
+}
+
 Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
-  std::vector<FlagSpec> kFlags = {
-      {"--uuid", true}, {"--tpm", true}, {"--auto-startup", false}, {"--max-command-size", true}};
+  std::vector<FlagSpec> kFlags = {{"--uuid", true},         {"--tpm", true},       {"--auto-startup", false},
+                                  {"--max-command-size", true}, {"--max-queued", true}, {"--max-rate", true}};
   for (const auto& [flag, key] : kEndpointFlags) kFlags.push_back({flag, true});
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
@@ -177,7 +191,21 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
     }
     params["max_command_size"] = *size;
   }
+  if (Status s = apply_limit_flags(flags, params); !s) return s.error();
   if (Status s = apply_endpoint_flags(flags, params); !s) return s.error();
+  return params;
+}
+
+Result<Json> parse_set(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 2> kFlags = {{{"--max-queued", true}, {"--max-rate", true}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  Json params{{"uuid", *uuid}};
+  if (Status s = apply_limit_flags(split->flags, params); !s) return s.error();
+  if (params.size() == 1) return usage("set: give --max-queued N and/or --max-rate N (0: the daemon's default)");
   return params;
 }
 
@@ -292,7 +320,8 @@ struct CommandSpec {
   CommandParser parse;
 };
 
-constexpr std::array<CommandSpec, 13> kCommands = {{
+constexpr std::array<CommandSpec, 14> kCommands = {{
+    {"set", parse_set},
     {"export", parse_export},
     {"import", parse_import},
     {"attach", parse_attach},

@@ -152,7 +152,7 @@ Result<std::string> format_human(std::string_view method, const Json& result) {
   }
   if (method == "status") return format_status(result);
   if (method == "list") return format_instance_table(result);
-  if (method == "show") return format_instance_details(result);
+  if (method == "show" || method == "set") return format_instance_details(result);
   if (method == "add" || method == "exec") {
     auto value = required_string(result, method == "add" ? "uuid" : "response");
     if (!value) return value.error();

@@ -15,7 +15,8 @@ Options (accepted before or after the command):
   --version           print the version and exit
 
 Commands:
-  add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N] [ENDPOINT...]
+  add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N]
+      [--max-queued N] [--max-rate N] [ENDPOINT...]
                       create an instance and print its UUID (U=$(vtpmctl add))
   attach U ENDPOINT...
                       open swtpm-compatible endpoints for an instance:
@@ -37,6 +38,9 @@ Commands:
   power U on|off|reset
                       power an instance on or off, or power-cycle it
   cancel U            cancel queued commands and abort the running one
+  set U [--max-queued N] [--max-rate N]
+                      change an instance's limits: commands queued before `busy`,
+                      commands per second before they wait (0: the daemon's default)
   export U --transport-key KEYFILE --output FILE
                       write the instance (TPM state incl. PCRs, settings) to FILE,
                       encrypted under KEYFILE (>= 16 bytes: head -c 32 /dev/urandom)

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Per-instance limits: a guest above its command rate is throttled (its
+commands wait, in order) while others keep their latency; a guest with
+too many commands queued is refused with `busy`; limits survive a crash
+and can be changed at runtime."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import tpmcmd as T  # noqa: E402
+
+
+class LimitsTest(harness.DaemonTestCase):
+
+    def test_a_guest_over_its_rate_waits_and_others_do_not(self):
+        d = self.start_daemon()
+        slow = d.result("add", auto_startup=True, max_rate=50, max_queued=500)["uuid"]
+        fast = d.result("add", auto_startup=True)["uuid"]
+        command = T.hexs(T.get_random(8))
+        with d.client(timeout=60) as flood, d.client(timeout=60) as other:
+            t0 = time.monotonic()
+            ids = [flood.send("exec", {"uuid": slow, "command": command}) for _ in range(150)]
+            # While the flood waits for its rate, the other instance answers at once.
+            latencies = []
+            for _ in range(50):
+                t = time.monotonic()
+                T.check(other.exec(fast, T.get_random(8)), "GetRandom")
+                latencies.append(time.monotonic() - t)
+            during = d.result("show", uuid=slow)["limits"]
+            for rid in ids:
+                resp = flood.wait(rid)
+                self.assertIn("result", resp, resp)
+            elapsed = time.monotonic() - t0
+        latencies.sort()
+        print("150 commands at 50/s took %.2f s; the other instance's p99 %.1f ms meanwhile"
+              % (elapsed, latencies[int(len(latencies) * 0.99) - 1] * 1000))
+        # One second of burst (50), then 100 more at 50/s: about 2 s.
+        self.assertGreater(elapsed, 1.6)
+        self.assertLess(elapsed, 15)
+        self.assertGreater(during["throttled"], 0, during)
+        self.assertLess(latencies[int(len(latencies) * 0.99) - 1], 0.5)
+        self.assertGreaterEqual(d.result("show", uuid=slow)["limits"]["delayed_total"], 90)
+
+    def test_too_many_queued_commands_are_refused_busy(self):
+        d = self.start_daemon()
+        u = d.result("add", auto_startup=True, max_queued=4)["uuid"]
+        # RSA key generation is slow enough that the pipelined requests queue.
+        busy = ok = 0
+        with d.client(timeout=120) as c:
+            ids = [c.send("exec", {"uuid": u, "command": T.hexs(T.create_primary_rsa2048())})
+                   for i in range(12)]
+            for rid in ids:
+                resp = c.wait(rid)
+                if "error" in resp:
+                    self.assertEqual(resp["error"]["code"], "busy", resp)
+                    self.assertIn("commands queued (its limit is 4)", resp["error"]["message"])
+                    busy += 1
+                else:
+                    ok += 1
+        self.assertGreaterEqual(ok, 4)
+        self.assertGreaterEqual(busy, 1)
+        # The refused commands did not stay anywhere: the instance is idle and usable.
+        self.assertEqual(d.result("show", uuid=u)["outstanding"], 0)
+        T.check(d.exec(u, T.get_random(4)), "GetRandom")
+
+    def test_limits_persist_and_can_be_changed(self):
+        d = self.start_daemon(["--default-max-queued", "32"])
+        u = d.result("add", max_rate=7)["uuid"]
+        limits = d.result("show", uuid=u)["limits"]
+        self.assertEqual((limits["max_queued"], limits["max_rate"]), (32, 7))
+        d.ctl_ok("set", u, "--max-queued", "9")
+        d.kill()
+        d.restart()
+        limits = d.result("show", uuid=u)["limits"]
+        self.assertEqual((limits["max_queued"], limits["max_rate"]), (9, 7))
+        d.ctl_ok("set", u, "--max-rate", "0", "--max-queued", "0")  # back to the defaults
+        limits = d.result("show", uuid=u)["limits"]
+        self.assertEqual((limits["max_queued"], limits["max_rate"]), (32, 0))
+        code, _, err = d.ctl("set", u)
+        self.assertEqual(code, 2, err)
+        self.assertErrorCode(d.call("set", uuid=u, max_rate=-1), "invalid_argument")
+
+
+if __name__ == "__main__":
+    harness.main()
