@@ -40,6 +40,8 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
   } else if (key == "root_key_file" || key == "root-key-file") {
     if (value.empty() || value[0] != '/') return invalid(key + " must be an absolute path, got '" + value + "'");
     c.root_key_file = value;
+  } else if (key == "user") {
+    c.user = value;
   } else if (key == "control_admins" || key == "control-admins") {
     c.control_admins = value;
   } else if (key == "control_readers" || key == "control-readers") {
@@ -164,6 +166,8 @@ const char* usage_text() {
          "  --config FILE                 JSON file with any of the settings below (flags override it)\n"
          "  --state-dir DIR               instance state (default /var/lib/vtpmd)\n"
          "  --control-socket PATH         control API socket (default /run/vtpmd/control.sock)\n"
+         "  --user NAME                   start as root, give the state and socket directories to NAME,\n"
+         "                                then run as NAME (no_new_privs)\n"
          "  --control-admins LIST         who else may use every control method; LIST is comma-separated\n"
          "                                uid:N, gid:N, user:NAME, group:NAME (root and vtpmd's user always may)\n"
          "  --control-readers LIST        who may use hello/status/list/show only\n"

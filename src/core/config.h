@@ -17,6 +17,7 @@ struct Config {
   std::string state_dir = "/var/lib/vtpmd";
   std::string control_socket = "/run/vtpmd/control.sock";
   LogLevel log_level = LogLevel::kInfo;
+  std::string user;  // drop root for this user after taking the directories (src/daemon/privileges.h)
   std::string root_of_trust = "file";  // seals the master key; the hardware-TPM root comes later
   std::string root_key_file;
   // Control socket access (src/control/access.h): comma-separated

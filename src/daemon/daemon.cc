@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 
+#include "src/daemon/privileges.h"
 #include "state/file_root.h"
 
 namespace vtpm {
@@ -72,6 +73,13 @@ Status Daemon::open_state() {
 }
 
 Status Daemon::start() {
+  if (!config_.user.empty()) {
+    const auto slash = config_.control_socket.rfind('/');
+    std::vector<std::string> own = {config_.state_dir};
+    if (slash != std::string::npos && slash > 0) own.push_back(config_.control_socket.substr(0, slash));
+    if (Status s = become_user(config_.user, own); !s) return s;
+    log_.info("running as user " + config_.user + " (uid " + std::to_string(::getuid()) + ")");
+  }
   if (Status s = open_state(); !s) return s;
   auto opened = store_->open(drbg_);
   if (!opened) return make_error(opened.error().code, "state directory " + config_.state_dir + ": " + opened.error().message);
