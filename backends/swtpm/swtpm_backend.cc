@@ -65,8 +65,8 @@ class SwtpmBackend::Listener {
   UvHandle<uv_any_handle> handle_;
 };
 
-SwtpmBackend::SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service)
-    : loop_(loop), log_(log), service_(service) {}
+SwtpmBackend::SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service, std::size_t max_connections)
+    : loop_(loop), log_(log), service_(service), max_connections_(max_connections) {}
 
 SwtpmBackend::~SwtpmBackend() { close_all(); }
 
@@ -123,9 +123,21 @@ void SwtpmBackend::close_all() {
   for (const auto& id : ids) (void)detach(id);
 }
 
-void SwtpmBackend::track(const std::shared_ptr<StreamConnection>& connection, const Uuid& id) {
+bool SwtpmBackend::track(const std::shared_ptr<StreamConnection>& connection, const Uuid& id) {
+  std::size_t& count = per_instance_[id];
+  if (count >= max_connections_) {
+    log_.warn(id, "refused a guest-channel connection: " + std::to_string(count) + " open (limit " +
+                      std::to_string(max_connections_) + ")");
+    connection->close();
+    return false;
+  }
+  ++count;
   connections_.emplace(connection.get(), std::make_pair(connection, id));
-  connection->on_closed([this](StreamConnection& c) { connections_.erase(&c); });
+  connection->on_closed([this, id](StreamConnection& c) {
+    connections_.erase(&c);
+    if (auto it = per_instance_.find(id); it != per_instance_.end() && --it->second == 0) per_instance_.erase(it);
+  });
+  return true;
 }
 
 void SwtpmBackend::accept(Listener& listener) {
@@ -145,8 +157,7 @@ void SwtpmBackend::accept(Listener& listener) {
     connection->close();
     return;
   }
-  track(connection, session->id);
-  connection->start();
+  if (track(connection, session->id)) connection->start();
 }
 
 std::shared_ptr<StreamConnection> SwtpmBackend::adopt_datafd(uv_stream_t* ctrl, const std::shared_ptr<Session>& session) {
@@ -159,7 +170,7 @@ std::shared_ptr<StreamConnection> SwtpmBackend::adopt_datafd(uv_stream_t* ctrl, 
     data->close();
     return nullptr;
   }
-  track(data, session->id);
+  if (!track(data, session->id)) return nullptr;
   data->start();
   return data;
 }

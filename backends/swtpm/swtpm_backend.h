@@ -23,7 +23,9 @@ namespace vtpm::swtpm {
 
 class SwtpmBackend {
  public:
-  SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service);
+  // `max_connections`: per instance, control and data together; more are
+  // closed at once (a guest cannot exhaust the daemon's descriptors).
+  SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service, std::size_t max_connections = 16);
   ~SwtpmBackend();
   SwtpmBackend(const SwtpmBackend&) = delete;
   SwtpmBackend& operator=(const SwtpmBackend&) = delete;
@@ -46,13 +48,16 @@ class SwtpmBackend {
 
   void accept(Listener& listener);
   std::shared_ptr<StreamConnection> adopt_datafd(uv_stream_t* ctrl, const std::shared_ptr<Session>& session);
-  void track(const std::shared_ptr<StreamConnection>& connection, const Uuid& id);
+  // Registers a connection, or closes it if its instance is at the limit.
+  bool track(const std::shared_ptr<StreamConnection>& connection, const Uuid& id);
 
   uv_loop_t* loop_;
   const Logger& log_;
   Service& service_;
   std::unordered_map<Uuid, Endpoints> endpoints_;
   std::unordered_map<StreamConnection*, std::pair<std::shared_ptr<StreamConnection>, Uuid>> connections_;
+  std::unordered_map<Uuid, std::size_t> per_instance_;
+  std::size_t max_connections_;
 };
 
 }  // namespace vtpm::swtpm

@@ -75,6 +75,10 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     auto n = parse_uint(value, key, 1, 1000000);
     if (!n) return n.error();
     c.default_max_queued = *n;
+  } else if (key == "max_connections" || key == "max-connections") {
+    auto n = parse_uint(value, key, 1, 65536);
+    if (!n) return n.error();
+    c.max_connections = *n;
   } else if (key == "default_max_rate" || key == "default-max-rate") {
     auto n = parse_uint(value, key, 0, 1000000);
     if (!n) return n.error();
@@ -190,6 +194,7 @@ const char* usage_text() {
          "  --default-max-command-size N  TPM buffer size of new instances (default 4096)\n"
          "  --default-max-queued N        commands an instance may have queued before `busy` (default 64)\n"
          "  --default-max-rate N          commands per second per instance; more wait (default 0 = no limit)\n"
+         "  --max-connections N           guest-channel connections per instance; more are closed (default 16)\n"
          "  --version, --help\n";
 }
 

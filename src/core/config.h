@@ -37,6 +37,7 @@ struct Config {
   std::uint32_t default_max_command_size = 4096;
   std::uint32_t default_max_queued = 64;  // commands queued per instance before `busy`
   std::uint32_t default_max_rate = 0;     // commands per second per instance; 0: unlimited
+  std::uint32_t max_connections = 16;     // guest-channel connections per instance
 };
 
 struct CommandLine {

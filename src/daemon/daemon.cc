@@ -102,7 +102,7 @@ Status Daemon::start() {
   facts.started_unix =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   facts.connections = [this] { return server_ ? server_->connections() : 0; };
-  swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_);
+  swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_, config_.max_connections);
   handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, drbg_, facts);
   auto policy = control::AccessPolicy::parse(config_.control_admins, config_.control_readers, ::geteuid());
   if (!policy) return policy.error();

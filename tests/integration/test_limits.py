@@ -5,6 +5,7 @@ too many commands queued is refused with `busy`; limits survive a crash
 and can be changed at runtime."""
 
 import os
+import socket
 import sys
 import time
 
@@ -65,6 +66,44 @@ class LimitsTest(harness.DaemonTestCase):
         # The refused commands did not stay anywhere: the instance is idle and usable.
         self.assertEqual(d.result("show", uuid=u)["outstanding"], 0)
         T.check(d.exec(u, T.get_random(4)), "GetRandom")
+
+    def test_guest_channel_connections_per_instance_are_capped(self):
+        d = self.start_daemon(["--max-connections", "4"])
+        path = os.path.join(d.tmp, "guest")
+        u = d.result("add", auto_startup=True, swtpm_path=path)["uuid"]
+        other_path = os.path.join(d.tmp, "other")
+        other = d.result("add", auto_startup=True, swtpm_path=other_path)["uuid"]
+        command = T.get_random(8)
+
+        def connect(p):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(p)
+            return s
+
+        def works(s):
+            try:
+                s.sendall(command)
+                return len(s.recv(4096)) > 10
+            except OSError:
+                return False
+
+        held = [connect(path) for _ in range(4)]
+        self.addCleanup(lambda: [s.close() for s in held])
+        self.assertTrue(all(works(s) for s in held))
+        extra = connect(path)  # the kernel accepts; vtpmd closes it at once
+        self.assertFalse(works(extra))
+        extra.close()
+        self.assertIn("refused a guest-channel connection: 4 open (limit 4)", d.log())
+        # Another instance is not affected, and a freed slot is usable again.
+        with connect(other_path) as s:
+            self.assertTrue(works(s))
+        held.pop().close()
+        time.sleep(0.2)
+        with connect(path) as s:
+            self.assertTrue(works(s))
+        self.assertEqual(d.result("show", uuid=u)["state"], "running")
+        self.assertEqual(d.result("show", uuid=other)["state"], "running")
 
     def test_limits_persist_and_can_be_changed(self):
         d = self.start_daemon(["--default-max-queued", "32"])
