@@ -45,8 +45,13 @@ VTPMD_ENGINE = os.path.join(BUILD_DIR, "src", "vtpmd-engine")
 VTPMCTL = os.path.join(BUILD_DIR, "tools", "vtpmctl", "vtpmctl")
 STATE_EDITOR = os.path.join(BUILD_DIR, "tests", "support", "state_editor")
 
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 30.0
+# VTPMD_WRAPPER runs the daemon under a tool, e.g. scripts/valgrind.sh sets
+# "valgrind --error-exitcode=99 ...": a clean stop() (exit 0) then also
+# means no memory errors. Timeouts stretch by VTPMD_TIMEOUT_SCALE.
+WRAPPER = os.environ.get("VTPMD_WRAPPER", "").split()
+TIMEOUT_SCALE = float(os.environ.get("VTPMD_TIMEOUT_SCALE", "1"))
+START_TIMEOUT = 10.0 * TIMEOUT_SCALE
+STOP_TIMEOUT = 30.0 * TIMEOUT_SCALE
 LOG_TAIL_LINES = 400
 
 _LIVE = set()  # every Daemon with processes possibly alive, for atexit
@@ -279,9 +284,9 @@ class Daemon:
                                    % (path, BUILD_DIR))
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("daemon already running")
-        args = [VTPMD, "--state-dir", self.state_dir,
-                "--control-socket", self.socket_path,
-                "--log-level", self.log_level] + self.extra_args
+        args = WRAPPER + [VTPMD, "--state-dir", self.state_dir,
+                          "--control-socket", self.socket_path,
+                          "--log-level", self.log_level] + self.extra_args
         child_env = None
         if env:
             child_env = dict(os.environ)

@@ -1,0 +1,32 @@
+#!/bin/sh
+# The integration suite with vtpmd and its engine workers under valgrind
+# memcheck: every error or definite leak fails the run. Slow (~10-50x);
+# not part of CI's time budget. Usage: sh scripts/valgrind.sh [TEST...]
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/setup.sh build >/dev/null
+command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null; }
+logs=$(mktemp -d /tmp/vtpmd-valgrind.XXXXXX)
+export VTPMD_WRAPPER="valgrind --quiet --trace-children=yes --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 --log-file=$logs/%p.log"
+export VTPMD_TIMEOUT_SCALE=20
+export VTPMD_BUILD_DIR="$PWD/build"
+tests=${*:-test_instances test_bad_input test_control_socket test_state_store test_lifecycle test_limits test_control_access}
+failed=0
+for t in $tests; do
+  start=$(date +%s)
+  if python3 "tests/integration/$t.py" >"$logs/$t.out" 2>&1; then
+    echo "valgrind: $t passed ($(( $(date +%s) - start )) s)"
+  else
+    echo "valgrind: $t FAILED ($(( $(date +%s) - start )) s); see $logs/$t.out"
+    failed=1
+  fi
+done
+# --quiet: a memcheck log holds only errors, so any non-empty log is one.
+for f in "$logs"/*.log; do
+  [ -s "$f" ] || continue
+  echo "valgrind: errors in $f:"
+  head -40 "$f"
+  failed=1
+done
+[ "$failed" -eq 0 ] && echo "valgrind: clean ($logs)"
+exit "$failed"
