@@ -7,10 +7,16 @@ cd "$(dirname "$0")/.."
 sh scripts/setup.sh build >/dev/null
 command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null; }
 logs=$(mktemp -d /tmp/vtpmd-valgrind.XXXXXX)
-export VTPMD_WRAPPER="valgrind --quiet --trace-children=yes --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 --log-file=$logs/%p.log"
+# Definite leaks only: engine workers are killed (SIGKILL/PDEATHSIG) with
+# their engine thread running, so its stack shows up as "possibly lost".
+export VTPMD_WRAPPER="valgrind --quiet --trace-children=yes --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=99 --log-file=$logs/%p.log"
 export VTPMD_TIMEOUT_SCALE=20
 export VTPMD_BUILD_DIR="$PWD/build"
-tests=${*:-test_instances test_bad_input test_control_socket test_state_store test_lifecycle test_limits test_control_access}
+# By default the tests without wall-clock bounds: test_instances,
+# test_bad_input and test_limits assert timings (vtpmctl's 60 s timeout for
+# 100 adds, a cancel landing mid-command, a rate) that a 20-50x slowdown
+# breaks; they still run under ASan+UBSan in CI, and can be named here.
+tests=${*:-test_control_socket test_state_store test_lifecycle test_control_access test_privileges}
 failed=0
 for t in $tests; do
   start=$(date +%s)
