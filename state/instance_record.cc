@@ -5,7 +5,9 @@
 
 #include <array>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
 
 namespace vtpm::state {
 namespace {
@@ -26,6 +28,21 @@ void append_blob(std::vector<std::uint8_t>& out, const std::vector<std::uint8_t>
 }
 
 Error corrupt(const std::string& what) { return make_error(ErrorCode::kCorrupt, "instance record: " + what); }
+
+// An integer metadata field within T's range. nlohmann's get<T>() converts a float or an
+// out-of-range number with a plain cast: undefined behaviour for "created": 1e30 (found by
+// tests/fuzz/fuzz_state) and a silent wrap of "max_command_size": -1 to 4294967295.
+template <typename T>
+std::optional<T> integer_field(const nlohmann::json& meta, const char* name) {
+  const auto it = meta.find(name);
+  if (it == meta.end() || !it->is_number_integer()) return std::nullopt;
+  if (it->is_number_unsigned()) {
+    const auto v = it->get<std::uint64_t>();
+    return std::in_range<T>(v) ? std::optional<T>(static_cast<T>(v)) : std::nullopt;
+  }
+  const auto v = it->get<std::int64_t>();
+  return std::in_range<T>(v) ? std::optional<T>(static_cast<T>(v)) : std::nullopt;
+}
 
 }  // namespace
 
@@ -82,13 +99,26 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
     const std::string version = meta.at("tpm").get<std::string>();
     if (version != "1.2" && version != "2.0") return corrupt("unknown TPM version '" + version + "'");
     r.version = version == "1.2" ? TpmVersion::k12 : TpmVersion::k20;
-    r.created_unix = meta.at("created").get<std::int64_t>();
+    const auto created = integer_field<std::int64_t>(meta, "created");
+    if (!created) return corrupt("metadata field missing or mistyped: 'created' must be a 64-bit integer");
+    r.created_unix = *created;
     r.auto_startup = meta.at("auto_startup").get<bool>();
-    r.max_command_size = meta.at("max_command_size").get<std::uint32_t>();
+    const auto max_command_size = integer_field<std::uint32_t>(meta, "max_command_size");
+    if (!max_command_size) {
+      return corrupt("metadata field missing or mistyped: 'max_command_size' must be a 32-bit unsigned integer");
+    }
+    r.max_command_size = *max_command_size;
     r.powered_on = meta.at("powered_on").get<bool>();
     r.channels = meta.value("channels", std::string());
-    r.max_queued = meta.value("max_queued", std::uint32_t{0});
-    r.max_rate = meta.value("max_rate", std::uint32_t{0});
+    for (auto [name, field] : {std::pair{"max_queued", &r.max_queued}, std::pair{"max_rate", &r.max_rate}}) {
+      if (!meta.contains(name)) continue;  // written before per-instance limits: the default, 0
+      const auto v = integer_field<std::uint32_t>(meta, name);
+      if (!v) {
+        return corrupt(std::string("metadata field missing or mistyped: '") + name +
+                       "' must be a 32-bit unsigned integer");
+      }
+      *field = *v;
+    }
   } catch (const nlohmann::json::exception& e) {
     return corrupt(std::string("metadata field missing or mistyped: ") + e.what());
   }

@@ -87,7 +87,9 @@ Result<OpenedBlob> open_blob(const SecretKey& instance_key, std::span<const std:
     return corrupt("rollback: generation " + std::to_string(header->generation) + " is older than generation " +
                    std::to_string(expected.generation) + " recorded in the manifest");
   }
-  if (header->generation > expected.generation + 1) {
+  // Not "> expected + 1": that wraps at the top of the range and refused the manifest's own
+  // generation 2^64-1 (found by tests/fuzz/fuzz_state).
+  if (header->generation - expected.generation > 1) {
     return corrupt("generation " + std::to_string(header->generation) + " is ahead of the manifest's " +
                    std::to_string(expected.generation) + " by more than one uncommitted write");
   }

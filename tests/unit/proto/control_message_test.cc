@@ -359,4 +359,18 @@ TEST_CASE("control_message: LineSplitter default limit is 1 MiB") {
   CHECK_FALSE(splitter.next().ok());
 }
 
+TEST_CASE("control_message: deep nesting is refused, not copied (a stack overflow found while fuzzing)") {
+  const auto nested = [](std::size_t n) { return std::string(n, '[') + std::string(n, ']'); };
+  Json id;
+  auto shallow = parse_request(R"({"id":5,"method":"x","params":{"a":)" + nested(20) + "}}", &id);
+  CHECK(shallow.ok());
+  // 100 000 levels in 200 KB: below the line limit, far beyond what a recursive copy survives.
+  auto deep = parse_request(R"({"id":5,"method":"x","params":{"a":)" + nested(100000) + "}}", &id);
+  REQUIRE_FALSE(deep.ok());
+  CHECK(deep.error().code == ErrorCode::kInvalidArgument);
+  CHECK(deep.error().message.find("nests deeper than 64") != std::string::npos);
+  CHECK(id == 5);  // still answerable by id
+  CHECK_FALSE(parse_response(R"({"id":1,"result":)" + nested(100000) + "}").ok());
+}
+
 }  // namespace vtpm::control

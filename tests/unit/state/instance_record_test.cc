@@ -257,4 +257,22 @@ TEST_CASE("instance_record: a missing blob length is rejected") {
   CHECK(contains(decoded.error().message, "truncated blob length"));
 }
 
+TEST_CASE("instance_record: numeric metadata must be an integer in the field's range (found by fuzz_state)") {
+  // Each was a plain cast in nlohmann's get<T>(): undefined behaviour or a silent wrap.
+  for (const char* bad : {R"({"created": 1e30})", R"({"created": 1.5})", R"({"created": 9223372036854775808})",
+                          R"({"max_command_size": -1})", R"({"max_command_size": 4294967296})",
+                          R"({"max_command_size": 1e20})", R"({"max_command_size": "4096"})",
+                          R"({"max_queued": 1e20})", R"({"max_rate": -1})", R"({"max_rate": null})"}) {
+    CAPTURE(bad);
+    auto decoded = decode_record(with_digest(forge(meta_text(nlohmann::json::parse(bad)), {1})));
+    REQUIRE_FALSE(decoded.ok());
+    CHECK(contains(decoded.error().message, "metadata field"));
+  }
+  auto edge = decode_record(with_digest(forge(
+      meta_text(nlohmann::json::parse(R"({"created": -9223372036854775808, "max_command_size": 4294967295})")), {1})));
+  REQUIRE(edge.ok());
+  CHECK(edge->created_unix == INT64_MIN);
+  CHECK(edge->max_command_size == 0xffffffffu);
+}
+
 }  // namespace vtpm::state

@@ -133,4 +133,13 @@ TEST_CASE("sealed_blob: an empty body still authenticates") {
   CHECK(opened->body.empty());
 }
 
+TEST_CASE("sealed_blob: the generation window holds at the top of the range (found by fuzz_state)") {
+  const std::uint64_t top = ~std::uint64_t{0};
+  const Bytes blob = seal_blob(key_of(1), header(top), body());
+  CHECK(open_blob(key_of(1), blob, {kId, top, 1}).ok());
+  CHECK(open_blob(key_of(1), blob, {kId, top - 1, 1}).ok());
+  CHECK_FALSE(open_blob(key_of(1), blob, {kId, top - 2, 1}).ok());
+  CHECK_FALSE(open_blob(key_of(1), seal_blob(key_of(1), header(0), body()), {kId, top, 1}).ok());
+}
+
 }  // namespace vtpm::state
