@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-build}
 [ $# -gt 0 ] && shift
 
+# clang + libclang-rt-14-dev (libFuzzer): the fuzz targets' build dir (docs/fuzzing.md).
 PACKAGES="meson ninja-build pkg-config g++ python3 procps
 libuv1-dev libtpms-dev libmbedtls-dev libssl-dev nlohmann-json3-dev doctest-dev
-swtpm swtpm-tools tpm2-tools"
+swtpm swtpm-tools tpm2-tools clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do
