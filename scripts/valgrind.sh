@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 sh scripts/setup.sh build >/dev/null
 command -v valgrind >/dev/null || { apt-get install -y valgrind >/dev/null; }
 logs=$(mktemp -d /tmp/vtpmd-valgrind.XXXXXX)
+chmod 1777 "$logs"  # test_privileges: the daemon and its workers write logs as nobody
 # Definite leaks only: engine workers are killed (SIGKILL/PDEATHSIG) with
 # their engine thread running, so its stack shows up as "possibly lost".
 export VTPMD_WRAPPER="valgrind --quiet --trace-children=yes --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=99 --log-file=$logs/%p.log"
