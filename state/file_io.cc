@@ -56,18 +56,15 @@ bool file_exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step) {
+Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes) {
   const std::string temp = path + ".tmp";
   {
     Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd.valid()) return io_error("create", temp);
     if (Status s = write_all(fd.get(), bytes, temp); !s) return s;
-    if (step) step("temp-written");
     if (::fdatasync(fd.get()) != 0) return io_error("fdatasync", temp);
-    if (step) step("synced");
   }
   if (::rename(temp.c_str(), path.c_str()) != 0) return io_error("rename", temp);
-  if (step) step("renamed");
   return Status::success();
 }
 

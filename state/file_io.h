@@ -41,10 +41,13 @@ Status write_all(int fd, std::span<const std::uint8_t> bytes, const std::string&
 Status sync_directory(const std::string& dir);
 bool file_exists(const std::string& path);
 
-// The steps of a crash-safe replace, reported to `step` so that tests can
-// crash the process between them ("temp-written", "synced", "renamed").
+// Crash-safe replace: temp file, fdatasync, rename (the caller syncs the
+// directory). Used for the master key file, written once.
+Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes);
+
+// Reports the steps of a write, so that tests can crash the process
+// between them (state/crash_points.h).
 using StepHook = std::function<void(const char* step)>;
-Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step = {});
 
 // Overwrites `path` in place (creating it, mode 0600, if missing), cuts it
 // to the new length and fdatasyncs it; steps "written", "synced". Returns

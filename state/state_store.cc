@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 
+#include "proto/hex.h"
 #include "state/file_io.h"
 #include "state/sealed_blob.h"
 
@@ -22,16 +23,6 @@ constexpr std::string_view kBlobSuffix = ".vtpm";
 constexpr const char* kMasterKeyName = "master.key";
 
 char slot_letter(std::uint64_t n) { return (n & 1) == 0 ? 'a' : 'b'; }
-
-std::string hex_of(std::span<const std::uint8_t> b) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (auto v : b) {
-    s += kDigits[v >> 4];
-    s += kDigits[v & 15];
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -205,8 +196,8 @@ Result<InstanceRecord> StateStore::open_instance(const Uuid& id, ManifestEntry& 
                 std::to_string(entry.generation));
   }
   if (const Digest digest = sha256(*bytes); digest != entry.blob_digest) {
-    return fail("generation " + std::to_string(entry.generation) + " but SHA-256 " + hex_of(digest) +
-                " differs from the manifest's " + hex_of(entry.blob_digest));
+    return fail("generation " + std::to_string(entry.generation) + " but SHA-256 " + to_hex(digest) +
+                " differs from the manifest's " + to_hex(entry.blob_digest));
   }
   auto record = decode_record(opened->body);
   if (!record) return fail(record.error().message);

@@ -47,7 +47,6 @@ class Persister {
   // Runs `done` once nothing is in flight or pending (now, if idle).
   void when_idle(std::function<void()> done);
 
-  std::size_t in_flight() const { return batch_ ? 1 : 0; }
   std::uint64_t writes() const { return writes_; }
   std::uint64_t failures() const { return failures_; }
   std::uint64_t commits() const { return commits_; }
