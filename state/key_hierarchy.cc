@@ -69,20 +69,24 @@ Result<MasterKey> create_master_key(const std::string& path, RootOfTrust& root, 
   auto sealed = root.seal(*key);
   if (!sealed) return sealed.error();
   MasterKey master{*key, 1};
+  if (Status s = store_master_key(path, root.kind(), master.epoch, *sealed); !s) return s.error();
+  return master;
+}
+
+Status store_master_key(const std::string& path, const std::string& root_kind, std::uint32_t epoch,
+                        std::span<const std::uint8_t> sealed) {
   ByteWriter w;
   w.raw(std::span(reinterpret_cast<const std::uint8_t*>(kMagic), sizeof kMagic));
   w.u16(kFormatVersion);
   w.u16(0);
-  w.u32(master.epoch);
-  const std::string kind = root.kind();
-  w.u16(static_cast<std::uint16_t>(kind.size()));
-  w.raw(as_bytes(kind));
-  w.u32(static_cast<std::uint32_t>(sealed->size()));
-  w.raw(*sealed);
-  if (Status s = replace_file(path, w.bytes()); !s) return s.error();
+  w.u32(epoch);
+  w.u16(static_cast<std::uint16_t>(root_kind.size()));
+  w.raw(as_bytes(root_kind));
+  w.u32(static_cast<std::uint32_t>(sealed.size()));
+  w.raw(sealed);
+  if (Status s = replace_file(path, w.bytes()); !s) return s;
   const auto slash = path.rfind('/');
-  if (Status s = sync_directory(slash == std::string::npos ? "." : path.substr(0, slash)); !s) return s.error();
-  return master;
+  return sync_directory(slash == std::string::npos ? "." : path.substr(0, slash));
 }
 
 }  // namespace vtpm::state

@@ -9,7 +9,7 @@ namespace {
 constexpr char kMagic[8] = {'V', 'T', 'P', 'M', 'M', 'A', 'N', 'I'};
 constexpr std::uint32_t kFlagQuarantined = 0x1;
 constexpr std::size_t kEntrySize = 16 + 8 + 4 + 4 + 32 + 32;
-constexpr std::size_t kFixedSize = 8 + 2 + 2 + 8 + 4;
+constexpr std::size_t kFixedSize = 8 + 2 + 2 + 8 + 4;  // version 1; version 2 adds 8
 
 Error corrupt(const std::string& what) { return make_error(ErrorCode::kCorrupt, "manifest: " + what); }
 
@@ -21,6 +21,7 @@ Bytes encode_manifest(const Manifest& m, const SecretKey& mac_key) {
   w.u16(kManifestFormatVersion);
   w.u16(0);  // reserved
   w.u64(m.counter);
+  w.u64(m.sequence);
   w.u32(static_cast<std::uint32_t>(m.entries.size()));
   for (const auto& [id, e] : m.entries) {  // std::map: sorted, so the encoding is canonical
     w.raw(id.bytes());
@@ -43,10 +44,12 @@ Result<Manifest> decode_manifest(std::span<const std::uint8_t> bytes, const Secr
   }
   ByteReader r(body);
   if (std::memcmp(r.raw(sizeof kMagic).data(), kMagic, sizeof kMagic) != 0) return corrupt("bad magic");
-  if (const auto v = r.u16(); v != kManifestFormatVersion) return corrupt("unsupported format version " + std::to_string(v));
+  const auto version = r.u16();
+  if (version != 1 && version != kManifestFormatVersion) return corrupt("unsupported format version " + std::to_string(version));
   r.u16();
   Manifest m;
   m.counter = r.u64();
+  m.sequence = version == 1 ? m.counter : r.u64();
   const std::uint32_t count = r.u32();
   if (r.remaining() != static_cast<std::size_t>(count) * kEntrySize) return corrupt("entry count does not match the size");
   for (std::uint32_t i = 0; i < count; ++i) {

@@ -1,9 +1,10 @@
 // The manifest: the state directory's table of contents. It binds every
 // instance's latest committed generation and the SHA-256 of its sealed
-// blob file, and carries the root of trust's monotonic counter value at
-// the time it was written. It is MAC'd (HMAC-SHA256 under a key derived
-// from the master key), so neither an entry nor the counter value can be
-// changed, and an old manifest is recognised by its counter value.
+// blob file, and carries the root of trust's monotonic counter value (the
+// epoch) it was written in plus its own commit sequence number. It is
+// MAC'd (HMAC-SHA256 under a key derived from the master key), so neither
+// an entry nor the numbers can be changed, and a manifest from an older
+// epoch is recognised by its counter value.
 // Byte layout: docs/state-format.md. Pure.
 #pragma once
 
@@ -19,7 +20,9 @@
 
 namespace vtpm::state {
 
-constexpr std::uint16_t kManifestFormatVersion = 1;
+// Version 2 added the sequence number; version 1 (sequence == counter) is
+// still read.
+constexpr std::uint16_t kManifestFormatVersion = 2;
 
 struct ManifestEntry {
   std::uint64_t generation = 0;
@@ -34,7 +37,8 @@ struct ManifestEntry {
 };
 
 struct Manifest {
-  std::uint64_t counter = 0;   // root-of-trust counter value this manifest is bound to
+  std::uint64_t counter = 0;   // root-of-trust counter value (epoch) this manifest is bound to
+  std::uint64_t sequence = 0;  // commit number: picks the slot and the newest manifest
   std::map<Uuid, ManifestEntry> entries;
 };
 

@@ -33,8 +33,8 @@ std::string StateStore::blob_path(const Uuid& id, std::uint64_t generation) cons
   return directory_ + "/" + id.to_string() + "." + slot_letter(generation) + std::string(kBlobSuffix);
 }
 
-std::string StateStore::manifest_path(std::uint64_t counter) const {
-  return directory_ + "/manifest." + slot_letter(counter);
+std::string StateStore::manifest_path(std::uint64_t sequence) const {
+  return directory_ + "/manifest." + slot_letter(sequence);
 }
 
 Status prepare_directory(const std::string& path) {
@@ -96,6 +96,8 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
   auto counter = root_.read_counter();
   if (!counter) return make_error(counter.error().code, "root of trust counter: " + counter.error().message);
   counter_ = *counter;
+  target_ = counter_;
+  counter_value_ = counter_;
 
   // The newest manifest that authenticates. A slot that fails is either a
   // torn write of a commit that never finished (the other slot is then
@@ -110,7 +112,7 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
       rejected.push_back(path + ": " + m.error().message);
       continue;
     }
-    if (!newest || m->counter > newest->counter) newest = std::move(*m);
+    if (!newest || m->sequence > newest->sequence) newest = std::move(*m);
   }
 
   std::string distrust;  // why the manifest cannot be used; empty if it can
@@ -123,15 +125,17 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
       // A commit wrote its manifest but died before the increment.
       auto bumped = root_.increment_counter();
       if (!bumped) return bumped.error();
-      counter_ = *bumped;
-      out.notes.push_back("completed an interrupted manifest commit (counter now " + std::to_string(counter_) + ")");
+      counter_ = target_ = *bumped;
+      out.notes.push_back("completed an interrupted counter increment (counter now " + std::to_string(counter_) + ")");
     }
+    sequence_ = newest->sequence;
     out.manifest = std::move(*newest);
   } else {
     distrust = "the newest manifest is bound to counter value " + std::to_string(newest->counter) +
                " but the root of trust's counter is " + std::to_string(counter_) +
                (newest->counter < counter_ ? ": the state directory was rolled back to an older copy"
                                            : ": the root of trust's counter went backwards");
+    sequence_ = newest->sequence;
     out.manifest = std::move(*newest);
     for (auto& [id, entry] : out.manifest.entries) entry.quarantined = true;
   }
@@ -154,7 +158,14 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
       }
     }
   }
+  // Every start begins a new epoch: copies of the directory taken before
+  // it are recognisably old from here on.
+  epoch_requested_ = true;
+  last_advance_ = std::chrono::steady_clock::now();
   if (Status s = commit(out.manifest, true); !s) return s.error();
+  if (target_ != counter_) {
+    return make_error(ErrorCode::kUnavailable, "cannot advance the root of trust's counter: " + counter_status().problem);
+  }
   return out;
 }
 
@@ -243,23 +254,87 @@ Status StateStore::commit(Manifest manifest, bool new_files) {
   if (new_files) {
     if (Status s = sync_directory(directory_); !s) return s;
   }
-  manifest.counter = counter_ + 1;
+  const auto now = std::chrono::steady_clock::now();
+  const auto interval = root_.counter_interval();
+  if (target_ == counter_ &&
+      (interval.count() == 0 || epoch_requested_.exchange(false) || now - last_advance_ >= interval)) {
+    target_ = counter_ + 1;  // this commit starts a new epoch
+  }
+  manifest.counter = target_;
+  manifest.sequence = sequence_ + 1;
   const Bytes bytes = encode_manifest(manifest, manifest_key_);
-  auto created = write_in_place(manifest_path(manifest.counter), bytes, [this](const char* step) {
+  auto created = write_in_place(manifest_path(manifest.sequence), bytes, [this](const char* step) {
     crash_.reached(std::string("manifest-") + step);
   });
   if (!created) return created.error();
   if (*created) {
     if (Status s = sync_directory(directory_); !s) return s;
   }
-  auto bumped = root_.increment_counter();
-  if (!bumped) return bumped.error();
-  if (*bumped != manifest.counter) {
-    return make_error(ErrorCode::kInternal, "root of trust counter moved to " + std::to_string(*bumped) +
-                                                 ", expected " + std::to_string(manifest.counter));
+  sequence_ = manifest.sequence;
+  // The commit is durable now: a manifest one ahead of the counter is
+  // accepted at start-up (and the increment completed). A failed increment
+  // therefore costs nothing but time; it is retried at later commits.
+  if (target_ != counter_) advance_counter(now);
+  return Status::success();
+}
+
+void StateStore::advance_counter(std::chrono::steady_clock::time_point now) {
+  if (now < next_counter_attempt_) return;
+  auto fail = [&](const std::string& why) {
+    const std::lock_guard lock(status_mutex_);
+    counter_backoff_ = std::min(std::max(counter_backoff_ * 2, std::chrono::milliseconds(500)),
+                                std::chrono::milliseconds(60'000));
+    next_counter_attempt_ = now + counter_backoff_;
+    ++counter_failures_;
+    counter_problem_ = why;
+  };
+  if (counter_uncertain_) {
+    // The last increment failed without telling whether it happened.
+    auto value = root_.read_counter();
+    if (!value) return fail("reading the counter: " + value.error().message);
+    counter_uncertain_ = false;
+    counter_ = *value;
+    if (counter_ > target_) {
+      // Something else advanced our counter: only a newer manifest can
+      // follow it. The next commit is bound to the new value.
+      fail("the counter is at " + std::to_string(counter_) + ", beyond this daemon's " + std::to_string(target_) +
+           " (another writer?)");
+      target_ = counter_;
+      return;
+    }
   }
-  counter_ = *bumped;
-  crash_.reached("counter-incremented");
+  if (counter_ < target_) {
+    auto bumped = root_.increment_counter();
+    if (!bumped) {
+      counter_uncertain_ = true;
+      return fail("incrementing the counter: " + bumped.error().message);
+    }
+    counter_ = *bumped;
+    crash_.reached("counter-incremented");
+  }
+  const std::lock_guard lock(status_mutex_);
+  if (counter_ == target_) {
+    last_advance_ = now;
+    counter_backoff_ = std::chrono::milliseconds(0);
+    next_counter_attempt_ = {};
+    counter_problem_.clear();
+  }
+  counter_value_ = counter_;
+}
+
+StateStore::CounterStatus StateStore::counter_status() const {
+  const std::lock_guard lock(status_mutex_);
+  return CounterStatus{counter_value_, counter_failures_, counter_problem_};
+}
+
+Status StateStore::reseal(const SealPolicy& policy) {
+  auto sealed = root_.reseal(master_.key, policy);
+  if (!sealed) return sealed.error();
+  if (Status s = store_master_key(directory_ + "/" + kMasterKeyName, root_.kind(), master_.epoch, *sealed); !s) {
+    return s;
+  }
+  // Copies of the directory holding the old sealed key become old too.
+  request_new_epoch();
   return Status::success();
 }
 

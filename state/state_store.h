@@ -3,20 +3,24 @@
 //
 //   master.key              the master key, sealed by the root of trust
 //   manifest.a, manifest.b  generations + blob digests, MAC'd, bound to the
-//                           counter; written alternately (slot = counter % 2)
+//                           counter; written alternately (slot = sequence % 2)
 //   <uuid>.a.vtpm, .b.vtpm  one instance's sealed blob, written alternately
 //                           (slot = generation % 2)
 //
 // Writes go in place into the slot that does not hold the committed copy,
 // so a torn write never touches what the manifest names, and a steady-state
 // write creates no file and changes no directory: one fdatasync per blob,
-// one for the manifest, one for the counter.
+// one for the manifest, and one for the counter when the commit starts an
+// epoch (every commit with the file root, see RootOfTrust::counter_interval).
 //
 // open() runs once at start-up on the loop thread. write_blob, commit and
 // shred block on the disk: the persister runs them on the libuv
 // threadpool, blobs in parallel, commits one at a time.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,20 +70,34 @@ class StateStore {
   };
   // Writes and fdatasyncs the slot of `generation`.
   Result<BlobWritten> write_blob(const Uuid& id, std::uint64_t generation, std::span<const std::uint8_t> sealed) const;
-  // Writes the manifest bound to the next counter value into its slot,
-  // syncs it, then increments the counter. `new_files`: some blob of this
+  // Writes the manifest (next sequence number, bound to the current
+  // epoch or, when one is due, the next) into its slot and syncs it; then,
+  // for a new epoch, increments the counter. A failed increment does not
+  // fail the commit (see counter_status). `new_files`: some blob of this
   // commit created its file, so the directory is synced first. Not
   // concurrent with itself.
   Status commit(Manifest manifest, bool new_files);
+  // The next commit starts a new epoch (after a reseal; any thread).
+  void request_new_epoch() { epoch_requested_ = true; }
+  // Reseals the master key under `policy` and rewrites master.key; the
+  // next commit starts a new epoch. Threadpool; concurrent with commit.
+  Status reseal(const SealPolicy& policy);
+  struct CounterStatus {
+    std::uint64_t value = 0;     // the root of trust's counter as last seen
+    std::uint64_t failures = 0;  // failed reads/increments since start
+    std::string problem;         // the last failure while the counter is behind; empty when in step
+  };
+  CounterStatus counter_status() const;  // any thread
   // Overwrites the blob with zeros, syncs, unlinks (best effort
   // against recovery from the medium: the key salt is gone with the
   // manifest entry, so the ciphertext is undecryptable anyway).
   Status shred(const Uuid& id) const;
 
   std::string blob_path(const Uuid& id, std::uint64_t generation) const;
-  std::string manifest_path(std::uint64_t counter) const;
+  std::string manifest_path(std::uint64_t sequence) const;
   const std::string& directory() const { return directory_; }
-  std::uint64_t counter() const { return counter_; }
+  std::uint64_t counter() const { return counter_; }    // the committing thread only
+  std::uint64_t sequence() const { return sequence_; }  // the committing thread only
 
  private:
   Result<MasterKey> open_master_key(Drbg& drbg, bool store_has_state);
@@ -93,7 +111,24 @@ class StateStore {
   CrashPoints crash_;
   MasterKey master_;
   SecretKey manifest_key_;
+  void advance_counter(std::chrono::steady_clock::time_point now);
+
+  // The counter as this daemon knows it, and the value the manifests on
+  // disk are bound to: equal, or target_ = counter_ + 1 while a new epoch's
+  // increment is pending. The manifests never run ahead by more than one.
   std::uint64_t counter_ = 0;
+  std::uint64_t target_ = 0;
+  bool counter_uncertain_ = false;  // an increment failed: re-read before retrying
+  std::uint64_t sequence_ = 0;
+  std::atomic<bool> epoch_requested_{false};
+  std::chrono::steady_clock::time_point last_advance_{};
+  std::chrono::steady_clock::time_point next_counter_attempt_{};
+  std::chrono::milliseconds counter_backoff_{0};
+
+  mutable std::mutex status_mutex_;
+  std::uint64_t counter_value_ = 0;
+  std::uint64_t counter_failures_ = 0;
+  std::string counter_problem_;
 };
 
 }  // namespace vtpm::state

@@ -122,7 +122,7 @@ class Session {
     return fs::exists(store_->blob_path(id, 0)) || fs::exists(store_->blob_path(id, 1));
   }
   bool any_manifest() const { return fs::exists(store_->manifest_path(0)) || fs::exists(store_->manifest_path(1)); }
-  std::string current_manifest() const { return store_->manifest_path(store_->counter()); }
+  std::string current_manifest() const { return store_->manifest_path(store_->sequence()); }
 
  private:
   std::string dir_;
@@ -391,7 +391,7 @@ TEST_CASE("state_store: a commit interrupted before the counter increment is com
   REQUIRE(s.records.size() == 1);
   CHECK(s.records[0].blobs.permanent == Bytes(128, 2));
   bool noted = false;
-  for (const auto& n : s.notes) noted = noted || contains(n, "completed an interrupted manifest commit");
+  for (const auto& n : s.notes) noted = noted || contains(n, "completed an interrupted counter increment");
   CHECK(noted);
 }
 
