@@ -22,6 +22,11 @@ class TpmTransport {
   virtual Result<std::vector<std::uint8_t>> transact(std::span<const std::uint8_t> command) = 0;
   // Asks the TPM to abort the command in flight; callable from another thread.
   virtual void cancel() {}
+  // Moves later commands to another locality (TCTI setLocality). Only
+  // channels with localities (TIS, CRB) support it.
+  virtual Status set_locality(std::uint8_t /*locality*/) {
+    return make_error(ErrorCode::kUnsupported, describe() + " has no localities");
+  }
 };
 
 }  // namespace vtpm::hwtpm
