@@ -38,7 +38,15 @@ SecretKey derive_transport_key(std::span<const std::uint8_t> operator_key, std::
   return hkdf_sha256(SecretKey(ikm), salt, as_bytes("vtpmd export transport key v1"));
 }
 
-Result<MasterKey> load_master_key(const std::string& path, RootOfTrust& root) {
+namespace {
+
+struct MasterKeyFile {
+  std::uint32_t epoch = 0;
+  std::string kind;
+  Bytes sealed;
+};
+
+Result<MasterKeyFile> read_master_key_file(const std::string& path) {
   auto bytes = read_whole_file(path);
   if (!bytes) return bytes.error();
   ByteReader r(*bytes);
@@ -46,12 +54,32 @@ Result<MasterKey> load_master_key(const std::string& path, RootOfTrust& root) {
   if (magic.empty() || std::memcmp(magic.data(), kMagic, sizeof kMagic) != 0) return corrupt(path, "bad magic");
   if (r.u16() != kFormatVersion) return corrupt(path, "unsupported format version");
   r.u16();
-  MasterKey master;
-  master.epoch = r.u32();
+  MasterKeyFile file;
+  file.epoch = r.u32();
   const auto kind_bytes = r.raw(r.u16());
-  const std::string kind(kind_bytes.begin(), kind_bytes.end());
+  file.kind.assign(kind_bytes.begin(), kind_bytes.end());
   const auto sealed = r.raw(r.u32());
   if (!r.ok() || r.remaining() != 0) return corrupt(path, "truncated or malformed");
+  file.sealed.assign(sealed.begin(), sealed.end());
+  return file;
+}
+
+}  // namespace
+
+Result<std::string> master_key_root_kind(const std::string& path) {
+  if (!file_exists(path)) return std::string();
+  auto file = read_master_key_file(path);
+  if (!file) return file.error();
+  return file->kind;
+}
+
+Result<MasterKey> load_master_key(const std::string& path, RootOfTrust& root) {
+  auto file = read_master_key_file(path);
+  if (!file) return file.error();
+  MasterKey master;
+  master.epoch = file->epoch;
+  const std::string& kind = file->kind;
+  const Bytes& sealed = file->sealed;
   if (kind != root.kind()) {
     return make_error(ErrorCode::kInvalidArgument, "master key file " + path + " is sealed by the '" + kind +
                                                        "' root of trust, but vtpmd is configured with '" +

@@ -36,6 +36,9 @@ SecretKey derive_transport_key(std::span<const std::uint8_t> operator_key, std::
 // u32 epoch, u16 + root kind, u32 + sealed key (root-specific).
 Result<MasterKey> load_master_key(const std::string& path, RootOfTrust& root);
 Result<MasterKey> create_master_key(const std::string& path, RootOfTrust& root, Drbg& drbg);
+// The root of trust kind recorded in the file ("file", "tpm"); "" when
+// the file does not exist.
+Result<std::string> master_key_root_kind(const std::string& path);
 // Replaces the file (durably) with `sealed` from `root_kind`'s seal or reseal.
 Status store_master_key(const std::string& path, const std::string& root_kind, std::uint32_t epoch,
                         std::span<const std::uint8_t> sealed);

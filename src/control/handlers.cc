@@ -83,7 +83,7 @@ void Handlers::dispatch(const std::string& method, const Json& params, Reply rep
       {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel},
       {"attach", &Handlers::attach}, {"detach", &Handlers::detach},
       {"export", &Handlers::export_instance}, {"import", &Handlers::import_instance},
-      {"set", &Handlers::set}};
+      {"set", &Handlers::set}, {"reseal", &Handlers::reseal}};
   for (const auto& [name, handler] : kMethods) {
     if (method == name) return (this->*handler)(params, std::move(reply));
   }
@@ -121,7 +121,31 @@ void Handlers::status(const Json& params, Reply reply) {
              {"instances", counts},
              {"engine", {{"shards", shards}, {"outstanding", engine_.outstanding_total()}, {"isolations", engine_.isolations()}}},
              {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}},
-             {"channels", {{"swtpm_connections", swtpm_.connections()}}}});
+             {"channels", {{"swtpm_connections", swtpm_.connections()}}},
+             {"root_of_trust", facts_.root_of_trust ? facts_.root_of_trust() : Json::object()}});
+}
+
+void Handlers::reseal(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"pcrs", "pcr_values", "authorized"}); !s) return reply(s.error());
+  state::SealPolicy policy;
+  if (params.contains("pcrs")) {
+    if (!params["pcrs"].is_string()) return reply(make_error(ErrorCode::kInvalidArgument, "pcrs must be a string"));
+    policy.pcrs = params["pcrs"].get<std::string>();
+  }
+  if (params.contains("pcr_values")) {
+    const Json& values = params["pcr_values"];
+    if (!values.is_array()) return reply(make_error(ErrorCode::kInvalidArgument, "pcr_values must be an array"));
+    for (const Json& v : values) {
+      if (!v.is_string()) return reply(make_error(ErrorCode::kInvalidArgument, "pcr_values holds strings BANK:N=HEX"));
+      policy.pcr_values.push_back(v.get<std::string>());
+    }
+  }
+  if (params.contains("authorized")) {
+    if (!params["authorized"].is_boolean()) return reply(make_error(ErrorCode::kInvalidArgument, "authorized must be a boolean"));
+    policy.authorized = params["authorized"].get<bool>();
+  }
+  if (!facts_.reseal) return reply(make_error(ErrorCode::kUnsupported, "reseal is not available"));
+  facts_.reseal(std::move(policy), std::move(reply));
 }
 
 void Handlers::add(const Json& params, Reply reply) {

@@ -9,6 +9,7 @@
 #include "backends/swtpm/swtpm_backend.h"
 #include "src/core/service.h"
 #include "state/crypto.h"
+#include "state/root_of_trust.h"
 
 namespace vtpm::control {
 
@@ -16,6 +17,8 @@ struct DaemonFacts {
   std::string state_dir;
   std::int64_t started_unix = 0;
   std::function<std::size_t()> connections;
+  std::function<Json()> root_of_trust;                                // status section
+  std::function<void(state::SealPolicy, std::function<void(Result<Json>)>)> reseal;
 };
 
 class Handlers {
@@ -45,6 +48,7 @@ class Handlers {
   void export_instance(const Json& params, Reply reply);
   void import_instance(const Json& params, Reply reply);
   void set(const Json& params, Reply reply);
+  void reseal(const Json& params, Reply reply);
   // Opens the endpoints and records them so they reopen at start-up.
   Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -25,6 +26,20 @@ Result<std::uint32_t> parse_uint(const std::string& text, const std::string& wha
   return static_cast<std::uint32_t>(value);
 }
 
+// A TPM handle: hex with 0x, in [min, max].
+Result<std::uint32_t> parse_handle(const std::string& text, const std::string& what, std::uint32_t min,
+                                   std::uint32_t max) {
+  const bool hex = text.size() > 2 && text.size() <= 10 && text.starts_with("0x") &&
+                   text.find_first_not_of("0123456789abcdefABCDEF", 2) == std::string::npos;
+  const unsigned long long value = hex ? std::stoull(text.substr(2), nullptr, 16) : 0;
+  if (!hex || value < min || value > max) {
+    char range[40];
+    std::snprintf(range, sizeof range, "0x%08x..0x%08x", min, max);
+    return invalid(what + " must be a TPM handle in " + range + " (hex with 0x), got '" + text + "'");
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
 Status set_key(const std::string& key, const std::string& value, Config& c) {
   if (key == "state_dir" || key == "state-dir") {
     c.state_dir = value;
@@ -35,8 +50,35 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     if (!level) return level.error();
     c.log_level = *level;
   } else if (key == "root_of_trust" || key == "root-of-trust") {
-    if (value != "file") return invalid("root of trust '" + value + "' is not supported yet (only 'file')");
+    bool known = value == "auto" || value == "file" || (value.starts_with("file:/") && value.size() > 6);
+    for (const char* prefix : {"device:/", "swtpm:", "mssim:", "tis:", "crb:"}) known = known || value.starts_with(prefix);
+    if (!known) {
+      return invalid("root of trust '" + value +
+                     "': expected auto, file, file:/PATH, device:/dev/tpmrm0, swtpm:path=SOCKET, "
+                     "swtpm:host=H,port=P, mssim:..., tis:ADDRESS[,locality=N] or crb:ADDRESS");
+    }
     c.root_of_trust = value;
+  } else if (key == "tpm_pcrs" || key == "tpm-pcrs") {
+    if (value.find(':') == std::string::npos) return invalid(key + " must look like sha256:0,2,4,7, got '" + value + "'");
+    c.tpm_pcrs = value;
+  } else if (key == "tpm_parent" || key == "tpm-parent") {
+    auto n = parse_handle(value, key, 0x81000000, 0x81FFFFFF);
+    if (!n) return n.error();
+    c.tpm_parent = *n;
+  } else if (key == "tpm_counter_index" || key == "tpm-counter-index") {
+    auto n = parse_handle(value, key, 0x01000000, 0x01FFFFFF);
+    if (!n) return n.error();
+    c.tpm_counter_index = *n;
+  } else if (key == "tpm_counter_interval" || key == "tpm-counter-interval") {
+    auto n = parse_uint(value, key, 1, 30 * 24 * 3600);
+    if (!n) return n.error();
+    c.tpm_counter_interval_s = *n;
+  } else if (key == "tpm_policy_key" || key == "tpm-policy-key") {
+    if (value.empty() || value[0] != '/') return invalid(key + " must be an absolute path, got '" + value + "'");
+    c.tpm_policy_key = value;
+  } else if (key == "tpm_signed_policies" || key == "tpm-signed-policies") {
+    if (value.empty() || value[0] != '/') return invalid(key + " must be an absolute path, got '" + value + "'");
+    c.tpm_signed_policies = value;
   } else if (key == "root_key_file" || key == "root-key-file") {
     if (value.empty() || value[0] != '/') return invalid(key + " must be an absolute path, got '" + value + "'");
     c.root_key_file = value;
@@ -176,10 +218,20 @@ const char* usage_text() {
          "                                uid:N, gid:N, user:NAME, group:NAME (root and vtpmd's user always may)\n"
          "  --control-readers LIST        who may use hello/status/list/show only\n"
          "  --log-level LEVEL             error, warn, info (default) or debug\n"
-         "  --root-of-trust file          what seals the master key: 'file' (default; a key file, NOT\n"
-         "                                hardware-protected)\n"
+         "  --root-of-trust SPEC          what seals the master key (docs/hardware-tpm.md):\n"
+         "                                auto (default: what master.key was sealed by; for new state a TPM at\n"
+         "                                /dev/tpmrm0 if present, else file), file or file:/PATH (a key file,\n"
+         "                                NOT hardware-protected), device:/dev/tpmrm0, swtpm:path=SOCKET,\n"
+         "                                swtpm:host=H,port=P, mssim:host=H,port=P, tis:ADDR[,locality=N],\n"
+         "                                crb:ADDR[,locality=N]\n"
          "  --root-key-file PATH          the file root's key (default STATE_DIR/root.key; its counter is\n"
          "                                PATH.counter). Keep it off the state directory's storage if you can\n"
+         "  --tpm-pcrs SEL                PCRs the master key is sealed to (default sha256:0,2,4,7)\n"
+         "  --tpm-parent 0x81......       a persistent storage key (default: the ECC SRK template, transient)\n"
+         "  --tpm-counter-index 0x01......  NV counter for rollback detection (default 0x01000e7d)\n"
+         "  --tpm-counter-interval S      seconds per counter epoch (default 3600)\n"
+         "  --tpm-policy-key PEM          operator key: the master key also unseals under PCR values it signed\n"
+         "  --tpm-signed-policies DIR     operator-signed policies (vtpmctl sign-policy)\n"
          "  --engine-worker PATH          vtpmd-engine executable (default: beside vtpmd)\n"
          "  --tpm12-workers-max N         worker processes for TPM 1.2 instances (default 64, 0 = none)\n"
          "  --tpm12-slice-ms N            how long a busy TPM 1.2 instance keeps a shared engine (default 500)\n"

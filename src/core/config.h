@@ -18,13 +18,24 @@ struct Config {
   std::string control_socket = "/run/vtpmd/control.sock";
   LogLevel log_level = LogLevel::kInfo;
   std::string user;  // drop root for this user after taking the directories (src/daemon/privileges.h)
-  std::string root_of_trust = "file";  // seals the master key; the hardware-TPM root comes later
-  std::string root_key_file;
+  // What seals the master key: "auto" (the kind master.key was sealed by;
+  // for a new state directory a TPM at /dev/tpmrm0 if there is one, else
+  // the file root), "file", "file:PATH", or a TPM channel
+  // (backends/hwtpm/channel.h: device:, swtpm:, mssim:, tis:, crb:).
+  std::string root_of_trust = "auto";
+  std::string root_key_file;  // file root's key; empty: <state_dir>/root.key
+  // TPM root (state/tpm_root.h)
+  std::string tpm_pcrs = "sha256:0,2,4,7";
+  std::uint32_t tpm_parent = 0;                   // persistent storage key handle; 0: SRK template
+  std::uint32_t tpm_counter_index = 0x01000E7D;   // NV counter for rollback detection
+  std::uint32_t tpm_counter_interval_s = 3600;    // epoch length
+  std::string tpm_policy_key;                     // operator's policy-signing key (PEM)
+  std::string tpm_signed_policies;                // directory of operator-signed policies
   // Control socket access (src/control/access.h): comma-separated
   // uid:N, gid:N, user:NAME, group:NAME. root and vtpmd's own user are
   // always admins.
   std::string control_admins;
-  std::string control_readers;           // file root's key; empty: <state_dir>/root.key
+  std::string control_readers;
   // Engine
   std::string engine_worker;            // vtpmd-engine path; empty: next to vtpmd, then libexec
   std::uint32_t tpm12_workers_max = 64; // 0: TPM 1.2 instances share the engine thread

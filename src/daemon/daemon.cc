@@ -10,7 +10,7 @@
 #include <cstdlib>
 
 #include "src/daemon/privileges.h"
-#include "state/file_root.h"
+#include "src/daemon/root_of_trust_factory.h"
 
 namespace vtpm {
 namespace {
@@ -62,13 +62,13 @@ Status Daemon::open_state() {
   if (!crash) return crash.error();
   if (crash->armed()) log_.warn("VTPMD_CRASH_AT=" + crash->describe() + ": this process will kill itself (testing)");
   if (Status s = state::prepare_directory(config_.state_dir); !s) return s;
-  // The file root is the only one until the hardware-TPM root exists.
-  const std::string key_file = config_.root_key_file.empty() ? config_.state_dir + "/root.key" : config_.root_key_file;
-  auto root = state::FileRootOfTrust::open(key_file, drbg_);
+  auto root = open_root_of_trust(config_, drbg_);
   if (!root) return make_error(root.error().code, "root of trust: " + root.error().message);
   root_ = std::move(*root);
-  log_.warn("root of trust: " + root_->describe());
+  if (root_->hardware_protected()) log_.info("root of trust: " + root_->describe());
+  else log_.warn("root of trust: " + root_->describe());
   store_ = std::make_unique<state::StateStore>(config_.state_dir, *root_, *crash);
+  root_control_ = std::make_unique<RootOfTrustControl>(&loop_, *root_, *store_, log_);
   return Status::success();
 }
 
@@ -102,6 +102,10 @@ Status Daemon::start() {
   facts.started_unix =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   facts.connections = [this] { return server_ ? server_->connections() : 0; };
+  facts.root_of_trust = [this] { return root_control_->status(); };
+  facts.reseal = [this](state::SealPolicy policy, std::function<void(Result<control::Json>)> reply) {
+    root_control_->reseal(std::move(policy), std::move(reply));
+  };
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_, config_.max_connections);
   handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, drbg_, facts);
   auto policy = control::AccessPolicy::parse(config_.control_admins, config_.control_readers, ::geteuid());

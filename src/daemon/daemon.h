@@ -17,6 +17,7 @@
 #include "src/core/persister.h"
 #include "src/core/service.h"
 #include "src/core/uv_handle.h"
+#include "src/daemon/root_of_trust_control.h"
 #include "src/engine/engine.h"
 #include "state/crypto.h"
 #include "state/root_of_trust.h"
@@ -50,6 +51,7 @@ class Daemon {
   state::Drbg drbg_;
   std::unique_ptr<state::RootOfTrust> root_;
   std::unique_ptr<state::StateStore> store_;
+  std::unique_ptr<RootOfTrustControl> root_control_;
   Registry registry_;
   std::unique_ptr<Persister> persister_;
   std::unique_ptr<engine::Engine> engine_;

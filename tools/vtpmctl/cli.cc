@@ -313,6 +313,52 @@ Result<Json> parse_import(std::string_view command, Args args, std::istream&) {
   return Json{{"bundle", to_hex(*bundle)}, {"transport_key", *key}};
 }
 
+// "a,b,c" → ["a","b","c"] (empty items dropped).
+Json comma_list(std::string_view text) {
+  Json out = Json::array();
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    if (!item.empty()) out.push_back(std::string(item));
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+// PCR values are "BANK:N=HEX", so the list separator is ',' between items
+// and never inside one.
+Result<Json> parse_reseal(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 3> kFlags = {{{"--pcrs", true}, {"--pcr-values", true}, {"--authorized", false}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 0, "no arguments"); !s) return s.error();
+  Json params = Json::object();
+  if (auto it = split->flags.find("--pcrs"); it != split->flags.end()) params["pcrs"] = it->second;
+  if (auto it = split->flags.find("--pcr-values"); it != split->flags.end()) params["pcr_values"] = comma_list(it->second);
+  if (split->flags.contains("--authorized")) params["authorized"] = true;
+  return params;
+}
+
+// Local, no daemon: the operator signs a PCR policy offline.
+Result<Json> parse_sign_policy(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 4> kFlags = {
+      {{"--key", true}, {"--pcrs", true}, {"--pcr-values", true}, {"--output", true}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 0, "no arguments"); !s) return s.error();
+  for (const char* required : {"--key", "--pcr-values", "--output"}) {
+    if (!split->flags.contains(required)) {
+      return usage("sign-policy: " + std::string(required) + " is required");
+    }
+  }
+  const auto pcrs = split->flags.find("--pcrs");
+  return Json{{"key", split->flags.at("--key")},
+              {"pcrs", pcrs == split->flags.end() ? std::string("sha256:0,2,4,7") : pcrs->second},
+              {"pcr_values", comma_list(split->flags.at("--pcr-values"))},
+              {"policy_file", split->flags.at("--output")}};
+}
+
 using CommandParser = Result<Json> (*)(std::string_view, Args, std::istream&);
 
 struct CommandSpec {
@@ -320,8 +366,10 @@ struct CommandSpec {
   CommandParser parse;
 };
 
-constexpr std::array<CommandSpec, 14> kCommands = {{
+constexpr std::array<CommandSpec, 16> kCommands = {{
     {"set", parse_set},
+    {"reseal", parse_reseal},
+    {"sign-policy", parse_sign_policy},
     {"export", parse_export},
     {"import", parse_import},
     {"attach", parse_attach},
@@ -390,6 +438,7 @@ Result<Invocation> parse_command_line(Args args, const char* env_socket, std::is
     if (!params) return params.error();
     inv.method = command;
     inv.params = std::move(*params);
+    if (command == "sign-policy") inv.action = Invocation::Action::kSignPolicy;
     if (inv.params.contains("output")) {
       inv.output_path = inv.params["output"].get<std::string>();
       inv.params.erase("output");

@@ -19,7 +19,7 @@ inline constexpr std::string_view kDefaultSocket = "/run/vtpmd/control.sock";
 inline constexpr std::chrono::milliseconds kDefaultTimeout{60'000};
 
 struct Invocation {
-  enum class Action { kRun, kHelp, kVersion };
+  enum class Action { kRun, kHelp, kVersion, kSignPolicy };  // kSignPolicy: local, params as parsed
   Action action = Action::kRun;
   std::string socket_path{kDefaultSocket};
   bool json = false;

@@ -142,6 +142,13 @@ std::string format_status(const Json& status) {
          ", stopped: " + text(instances, "stopped") + ", failed: " + text(instances, "failed") + ")\n";
   out += "outstanding: " + text(engine, "outstanding") + "\n";
   out += "connections: " + text(member(status, "control"), "connections") + "\n";
+  if (const Json& root = member(status, "root_of_trust"); root.is_object() && root.contains("kind")) {
+    out += "root:        " + text(root, "description") + "\n";
+    if (root.contains("policy")) out += "sealed to:   " + text(root, "policy") + "\n";
+    const Json& counter = member(root, "counter");
+    out += "counter:     " + text(counter, "value") +
+           (counter.value("in_step", true) ? "" : " (behind: " + text(counter, "problem") + ")") + "\n";
+  }
   out += "\n" + format_shards(member(engine, "shards"));
   return out;
 }
@@ -164,6 +171,7 @@ Result<std::string> format_human(std::string_view method, const Json& result) {
            std::to_string(text(result, "bundle").size() / 2) + " bytes)\n";
   }
   if (method == "import") return with_uuid(result, "imported ");
+  if (method == "reseal") return "resealed: " + text(result, "policy") + "\n";
   if (method == "cancel") return with_uuid(result, "cancel requested for ");
   if (method == "power") {
     return text(result, "uuid") + ": power " + text(result, "power") + ", state " + text(result, "state") + "\n";

@@ -16,6 +16,7 @@
 #include "tools/vtpmctl/cli.h"
 #include "tools/vtpmctl/client.h"
 #include "tools/vtpmctl/format.h"
+#include "tools/vtpmctl/sign_policy.h"
 #include "tools/vtpmctl/unique_fd.h"
 #include "tools/vtpmctl/usage.h"
 
@@ -83,6 +84,12 @@ int run(int argc, char** argv) {
     case Invocation::Action::kVersion:
       std::cout << "vtpmctl " << VTPMD_VERSION << "\n";
       return kOk;
+    case Invocation::Action::kSignPolicy: {
+      auto summary = sign_policy_file(inv->params);
+      if (!summary) return fail(kDaemonError, summary.error().message);
+      std::cout << *summary;
+      return kOk;
+    }
     case Invocation::Action::kRun:
       break;
   }

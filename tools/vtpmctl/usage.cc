@@ -46,6 +46,14 @@ Commands:
                       encrypted under KEYFILE (>= 16 bytes: head -c 32 /dev/urandom)
   import FILE --transport-key KEYFILE
                       create the exported instance here, under its own UUID
+  reseal [--pcrs SEL] [--pcr-values BANK:N=HEX,...] [--authorized]
+                      reseal the master key to the TPM under a new policy (SEL e.g.
+                      sha256:0,2,4,7; given values are predicted, others current),
+                      e.g. before a firmware update; --authorized also accepts
+                      operator-signed policies (needs --tpm-policy-key on vtpmd)
+  sign-policy --key PRIVATE.pem --pcr-values BANK:N=HEX,... --output FILE [--pcrs SEL]
+                      offline: sign a policy for future PCR values with the
+                      operator key; put FILE in vtpmd's --tpm-signed-policies DIR
   help                print this help
 
 Exit status:

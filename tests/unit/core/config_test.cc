@@ -89,7 +89,7 @@ TEST_CASE("config: no arguments gives the built-in defaults") {
   CHECK(c.state_dir == "/var/lib/vtpmd");
   CHECK(c.control_socket == "/run/vtpmd/control.sock");
   CHECK(c.log_level == LogLevel::kInfo);
-  CHECK(c.root_of_trust == "file");
+  CHECK(c.root_of_trust == "auto");
   CHECK(c.root_key_file.empty());
   CHECK(c.engine_worker.empty());
   CHECK(c.tpm12_workers_max == 64);
