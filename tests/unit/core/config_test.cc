@@ -240,9 +240,31 @@ TEST_CASE("config: a bad log level is rejected and named") {
   CHECK(contains(e.message, "'loud'"));
 }
 
-TEST_CASE("config: a root of trust other than file is rejected") {
+TEST_CASE("config: an unknown root of trust is rejected with the accepted forms") {
   const Error e = parse_error({"--root-of-trust", "none"});
   CHECK(contains(e.message, "'none'"));
+  CHECK(contains(e.message, "device:/dev/tpmrm0"));
+  CHECK(contains(parse_error({"--root-of-trust", "file:relative"}).message, "'file:relative'"));
+}
+
+TEST_CASE("config: TPM root settings") {
+  const Config c = parse_ok({"--root-of-trust", "swtpm:path=/run/tpm", "--tpm-pcrs", "sha256:0,7",
+                             "--tpm-parent", "0x81000001", "--tpm-counter-index", "0x01C10000",
+                             "--tpm-counter-interval", "60", "--tpm-policy-key", "/etc/vtpmd/op.pem",
+                             "--tpm-signed-policies", "/etc/vtpmd/policies"});
+  CHECK(c.root_of_trust == "swtpm:path=/run/tpm");
+  CHECK(c.tpm_pcrs == "sha256:0,7");
+  CHECK(c.tpm_parent == 0x81000001u);
+  CHECK(c.tpm_counter_index == 0x01C10000u);
+  CHECK(c.tpm_counter_interval_s == 60u);
+  CHECK(c.tpm_policy_key == "/etc/vtpmd/op.pem");
+  CHECK(parse_ok({"--root-of-trust", "tis:0xFED40000,locality=2"}).root_of_trust == "tis:0xFED40000,locality=2");
+  CHECK(parse_ok({"--root-of-trust", "file:/k"}).root_of_trust == "file:/k");
+  CHECK(contains(parse_error({"--tpm-parent", "0x01000001"}).message, "0x81000000..0x81ffffff"));
+  CHECK(contains(parse_error({"--tpm-counter-index", "123"}).message, "hex with 0x"));
+  CHECK(contains(parse_error({"--tpm-counter-interval", "0"}).message, "tpm-counter-interval"));
+  CHECK(contains(parse_error({"--tpm-pcrs", "0,2"}).message, "sha256:0,2,4,7"));
+  CHECK(contains(parse_error({"--tpm-policy-key", "op.pem"}).message, "absolute path"));
 }
 
 TEST_CASE("config: a relative root key file is rejected") {
