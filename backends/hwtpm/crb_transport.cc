@@ -87,14 +87,18 @@ Result<std::unique_ptr<CrbTransport>> CrbTransport::create(std::shared_ptr<MmioR
                                                        " uses the FIFO (TIS) interface (TPM_INTF_ID " +
                                                        hex(interface_id, 8) + "): use tis:ADDRESS instead of crb:");
   }
-  return std::make_unique<CrbTransport>(std::move(region), options);
+  HWTPM_TRY(did_vid, region->read32(page + kInterfaceId + 4));  // TPM_CRB_INTF_ID bits 63:32
+  return std::make_unique<CrbTransport>(std::move(region), options, did_vid);
 }
 
-CrbTransport::CrbTransport(std::shared_ptr<MmioRegion> region, CrbOptions options)
-    : region_(std::move(region)), options_(options) {}
+CrbTransport::CrbTransport(std::shared_ptr<MmioRegion> region, CrbOptions options, std::uint32_t did_vid)
+    : region_(std::move(region)), options_(options), did_vid_(did_vid) {}
 
 std::string CrbTransport::describe() const {
-  return "CRB " + hex(region_->physical_base(), 8) + " locality " + std::to_string(options_.locality);
+  char ids[32];
+  std::snprintf(ids, sizeof ids, "%04x:%04x", did_vid_ & 0xFFFF, did_vid_ >> 16);
+  return "CRB " + hex(region_->physical_base(), 8) + " locality " + std::to_string(options_.locality) +
+         " (vendor:device " + ids + ")";
 }
 
 Error CrbTransport::failure(ErrorCode code, const std::string& what) const {
@@ -110,7 +114,11 @@ Status CrbTransport::set_locality(std::uint8_t locality) {
 
 Result<std::vector<std::uint8_t>> CrbTransport::transact(std::span<const std::uint8_t> command) {
   std::lock_guard lock(transact_mutex_);
-  cancel_requested_ = false;
+  // A cancel is consumed by the transaction it reaches. One that arrives
+  // before this transaction starts (a caller racing its own worker) still
+  // counts: the command never reaches the TPM.
+  CancelConsumer consume(cancel_requested_);
+  if (cancel_requested_) return failure(ErrorCode::kCancelled, "cancelled before the command was sent");
   auto header = tpm::parse_header(command);
   if (!header.ok()) return failure(ErrorCode::kInvalidArgument, "command refused: " + header.error().message);
   if (header->size != command.size()) {

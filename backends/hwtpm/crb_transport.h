@@ -36,10 +36,12 @@ class CrbTransport final : public TpmTransport {
 
   std::string describe() const override;
   Result<std::vector<std::uint8_t>> transact(std::span<const std::uint8_t> command) override;
+  // Aborts the command in flight (within one poll interval), or the next
+  // one if none is running yet: callers racing their own worker lose nothing.
   void cancel() override { cancel_requested_ = true; }
   Status set_locality(std::uint8_t locality) override;
 
-  CrbTransport(std::shared_ptr<MmioRegion> region, CrbOptions options);
+  CrbTransport(std::shared_ptr<MmioRegion> region, CrbOptions options, std::uint32_t did_vid);
 
  private:
   class Lease;
@@ -63,6 +65,7 @@ class CrbTransport final : public TpmTransport {
 
   std::shared_ptr<MmioRegion> region_;
   CrbOptions options_;
+  std::uint32_t did_vid_;
   std::mutex transact_mutex_;
   std::atomic<bool> cancel_requested_{false};
 };

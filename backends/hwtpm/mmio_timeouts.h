@@ -3,6 +3,7 @@
 // polling interval. Tests shrink them; the defaults suit real chips.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -21,6 +22,18 @@ struct MmioTimeouts {
   // seconds (Linux allows 300 s for TPM2_CreatePrimary).
   std::chrono::milliseconds command{300000};
   std::chrono::microseconds poll_interval{200};
+};
+
+// Clears a driver's cancel flag when its transaction ends, however it ends.
+class CancelConsumer {
+ public:
+  explicit CancelConsumer(std::atomic<bool>& flag) : flag_(flag) {}
+  ~CancelConsumer() { flag_ = false; }
+  CancelConsumer(const CancelConsumer&) = delete;
+  CancelConsumer& operator=(const CancelConsumer&) = delete;
+
+ private:
+  std::atomic<bool>& flag_;
 };
 
 // Polls `probe` (returning Result<bool>) until it yields true, an error, or

@@ -65,16 +65,16 @@ Result<std::unique_ptr<TisTransport>> TisTransport::create(std::shared_ptr<MmioR
     return make_error(ErrorCode::kInvalidArgument, "TIS needs a " + hex(kWindowSize) + "-byte window (5 localities); " +
                                                        region->describe() + " maps " + hex(region->size()));
   }
-  HWTPM_TRY(did_vid, region->read32(options.locality * kLocalityStride + kDidVid));
-  if (did_vid == 0xFFFFFFFFu || did_vid == 0) {
-    return make_error(ErrorCode::kUnavailable, "no TPM answers at " + region->describe() + ": TPM_DID_VID reads " +
-                                                   hex(did_vid, 8) + " (wrong address, or the TPM is disabled)");
-  }
   HWTPM_TRY(interface_id, region->read32(options.locality * kLocalityStride + kInterfaceId));
   if ((interface_id & 0xF) == kInterfaceTypeCrb) {
     return make_error(ErrorCode::kInvalidArgument, "the TPM at " + region->describe() +
                                                        " uses the CRB interface (TPM_INTF_ID " + hex(interface_id, 8) +
                                                        "): use crb:ADDRESS instead of tis:");
+  }
+  HWTPM_TRY(did_vid, region->read32(options.locality * kLocalityStride + kDidVid));
+  if (did_vid == 0xFFFFFFFFu || did_vid == 0) {
+    return make_error(ErrorCode::kUnavailable, "no TPM answers at " + region->describe() + ": TPM_DID_VID reads " +
+                                                   hex(did_vid, 8) + " (wrong address, or the TPM is disabled)");
   }
   return std::make_unique<TisTransport>(std::move(region), options, did_vid);
 }
@@ -102,7 +102,11 @@ Status TisTransport::set_locality(std::uint8_t locality) {
 
 Result<std::vector<std::uint8_t>> TisTransport::transact(std::span<const std::uint8_t> command) {
   std::lock_guard lock(transact_mutex_);
-  cancel_requested_ = false;
+  // A cancel is consumed by the transaction it reaches. One that arrives
+  // before this transaction starts (a caller racing its own worker) still
+  // counts: the command never reaches the TPM.
+  CancelConsumer consume(cancel_requested_);
+  if (cancel_requested_) return failure(ErrorCode::kCancelled, "cancelled before the command was sent");
   auto header = tpm::parse_header(command);
   if (!header.ok()) return failure(ErrorCode::kInvalidArgument, "command refused: " + header.error().message);
   if (header->size != command.size()) {

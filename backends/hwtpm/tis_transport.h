@@ -39,6 +39,8 @@ class TisTransport final : public TpmTransport {
 
   std::string describe() const override;
   Result<std::vector<std::uint8_t>> transact(std::span<const std::uint8_t> command) override;
+  // Aborts the command in flight (within one poll interval), or the next
+  // one if none is running yet: callers racing their own worker lose nothing.
   void cancel() override { cancel_requested_ = true; }
   Status set_locality(std::uint8_t locality) override;
 
