@@ -217,6 +217,11 @@ Status CrbTransport::wait_for_start_clear() {
   for (;;) {
     const bool last = std::chrono::steady_clock::now() >= deadline;
     HWTPM_TRY(start, region_->read32(reg(kCtrlStart)));
+    if (start == 0xFFFFFFFFu) {
+      // Not a value START can hold: the locality was seized or the TPM went away.
+      return failure(ErrorCode::kUnavailable, "TPM_CRB_CTRL_START reads all ones: the locality was taken away "
+                                              "(seized) or the TPM stopped answering");
+    }
     if (!(start & kStart)) break;
     if (cancel_requested_ && !cancel_sent) {
       // The TPM answers a cancel by finishing (TPM_RC_CANCELED, or the

@@ -147,7 +147,20 @@ Result<TisTransport::Lease> TisTransport::acquire_locality() {
 
 void TisTransport::release_locality() { (void)region_->write8(reg(kAccess), kAccessActive); }
 
-Result<std::uint8_t> TisTransport::status() { return region_->read8(reg(kStatus)); }
+// A locality that is not active (taken by a higher one's seize) or a TPM
+// that stopped answering reads all ones; taken at face value that would be
+// stsValid|dataAvail|Expect and a burstCount of 0xffff. tpmGo is write-only
+// and reads 0 on a live TPM, so its bit tells the two apart.
+Error TisTransport::lost() const {
+  return failure(ErrorCode::kUnavailable,
+                 "TPM_STS reads all ones: the locality was taken away (seized) or the TPM stopped answering");
+}
+
+Result<std::uint8_t> TisTransport::status() {
+  HWTPM_TRY(sts, region_->read8(reg(kStatus)));
+  if (sts & kStsGo) return lost();
+  return sts;
+}
 
 Result<std::uint8_t> TisTransport::wait_status_valid(const std::string& after) {
   std::uint8_t sts = 0;
@@ -167,6 +180,7 @@ Result<std::size_t> TisTransport::wait_burst_count(const std::string& during) {
   std::size_t burst = 0;
   HWTPM_TRY(nonzero, poll_until(options_.timeouts.d, options_.timeouts.poll_interval, [&]() -> Result<bool> {
     HWTPM_TRY(sts, region_->read32(reg(kStatus)));
+    if (sts & kStsGo) return lost();
     burst = (sts >> 8) & 0xFFFF;
     return burst != 0;
   }));

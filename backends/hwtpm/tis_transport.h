@@ -62,6 +62,7 @@ class TisTransport final : public TpmTransport {
 
   std::size_t reg(std::size_t offset) const { return options_.locality * kLocalityStride + offset; }
   Error failure(ErrorCode code, const std::string& what) const;
+  Error lost() const;
 
   std::shared_ptr<MmioRegion> region_;
   TisOptions options_;

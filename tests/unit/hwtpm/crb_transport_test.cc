@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <future>
+#include <thread>
 
 #include "tests/support/hwtpm/crb_model.h"
 #include "tests/unit/hwtpm/hwtpm_fixture.h"
@@ -170,6 +171,26 @@ TEST_CASE("CRB: while another locality holds the TPM the driver is refused and w
   REQUIRE(rig.model->write32(0x0008, 0x02).ok());  // locality 0 relinquishes
   rig.ok(tpm2_get_random(8));
   rig.check_clean();
+}
+
+TEST_CASE("CRB: a higher locality seizing the TPM mid-command is an error, not all-ones data") {
+  CrbRig rig;
+  CrbFaults hang;
+  hang.hang_execution = true;
+  rig.model->set_faults(hang);
+  auto pending = std::async(std::launch::async, [&] { return rig.crb->transact(tpm2_get_random(8)); });
+  for (int i = 0; i < 1000 && rig.model->state() != CrbModel::State::kExecution; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(rig.model->state() == CrbModel::State::kExecution);
+  REQUIRE(rig.model->write32(0x4008, 0x04).ok());  // locality 4 seizes
+  REQUIRE(pending.wait_for(1s) == std::future_status::ready);
+  auto response = pending.get();
+  REQUIRE_FALSE(response.ok());
+  CHECK(response.error().message.find("CRB locality 2: TPM_CRB_CTRL_START reads all ones") == 0);
+  CHECK((*rig.model->read32(0x200C) & 0x02) != 0);  // beenSeized in locality 2's LOC_STS
+  REQUIRE(rig.model->write32(0x4008, 0x02).ok());   // locality 4 relinquishes
+  rig.model->set_faults({});
+  rig.ok(tpm2_get_random(8));
+  CHECK_FALSE(rig.model->active_locality().has_value());
 }
 
 TEST_CASE("CRB: create refuses a bad locality and a TPM whose interface is FIFO") {

@@ -214,6 +214,29 @@ TEST_CASE("TIS: while another locality holds the TPM the driver is refused, touc
   rig.check_clean();
 }
 
+TEST_CASE("TIS: a higher locality seizing the TPM mid-command is an error, not all-ones data") {
+  TisRig rig;
+  TisFaults hang;
+  hang.hang_execution = true;
+  rig.model->set_faults(hang);
+  auto pending = std::async(std::launch::async, [&] { return rig.tis->transact(tpm2_get_random(8)); });
+  for (int i = 0; i < 1000 && rig.model->state() != TisModel::State::kExecution; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(rig.model->state() == TisModel::State::kExecution);
+  REQUIRE(rig.model->write8(0x4000, 0x08).ok());  // locality 4 seizes
+  REQUIRE(rig.model->active_locality() == 4);
+  REQUIRE(pending.wait_for(1s) == std::future_status::ready);
+  auto response = pending.get();
+  REQUIRE_FALSE(response.ok());
+  CHECK(response.error().message ==
+        "TIS locality 2: TPM_STS reads all ones: the locality was taken away (seized) or the TPM stopped answering");
+  CHECK((*rig.model->read8(0x2000) & 0x10) != 0);  // beenSeized, as the driver's locality sees it
+  // Locality 4 gives the TPM back; the driver's next command goes through.
+  REQUIRE(rig.model->write8(0x4000, 0x20).ok());
+  rig.model->set_faults({});
+  rig.ok(tpm2_get_random(8));
+  CHECK_FALSE(rig.model->active_locality().has_value());
+}
+
 TEST_CASE("TIS: two drivers at different localities take turns, each releasing after its command") {
   TisRig rig;
   auto dom0 = TisTransport::create(rig.model, TisOptions{0, test_timeouts()});
