@@ -187,6 +187,11 @@ Result<T> TpmRootOfTrust::with_tpm(const std::string& what, const std::function<
       }
       return op();
     }();
+    if (!result && tcti_ && options_.channel_error) {
+      if (const std::string detail = options_.channel_error(tcti_.get()); !detail.empty()) {
+        result = make_error(result.error().code, result.error().message + " [" + detail + "]");
+      }
+    }
     if (result || result.error().code != ErrorCode::kUnavailable || attempt >= options_.retries) {
       if (!result) {
         return make_error(result.error().code,
@@ -218,9 +223,13 @@ Status TpmRootOfTrust::connect() {
   // A firmware normally started the TPM already (TPM_RC_INITIALIZE); a
   // simulator or a freshly reset TPM has not.
   if (TSS2_RC rc = Esys_Startup(ctx, TPM2_SU_CLEAR); rc != TSS2_RC_SUCCESS && base_rc(rc) != TPM2_RC_INITIALIZE) {
+    Error e = tpm_error("TPM2_Startup", rc);
+    if (options_.channel_error) {
+      if (const std::string detail = options_.channel_error(tcti_.get()); !detail.empty()) e.message += " [" + detail + "]";
+    }
     esys_.reset();
     tcti_ = {};
-    return tpm_error("TPM2_Startup", rc);
+    return e;
   }
   return Status::success();
 }

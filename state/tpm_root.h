@@ -39,6 +39,9 @@ inline constexpr std::uint32_t kDefaultCounterIndex = 0x01000E7D;
 struct TpmRootOptions {
   std::string channel;  // as configured, for messages ("swtpm:path=/run/tpm")
   std::function<Result<hwtpm::TctiHandle>()> connect;
+  // The channel's own account of its last failure (the MMIO drivers name
+  // the register and condition behind a bare TCTI I/O error); may be empty.
+  std::function<std::string(TSS2_TCTI_CONTEXT*)> channel_error;
   std::string pcrs = std::string(kDefaultSealPcrs);
   std::uint32_t parent_handle = 0;  // persistent storage key; 0: the ECC SRK template
   std::uint32_t counter_index = kDefaultCounterIndex;

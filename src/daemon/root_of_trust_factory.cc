@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "backends/hwtpm/channel.h"
+#include "backends/hwtpm/transport_tcti.h"
 #include "state/file_root.h"
 #include "state/key_hierarchy.h"
 #include "state/tpm_root.h"
@@ -53,6 +54,7 @@ Result<std::unique_ptr<state::RootOfTrust>> open_root_of_trust(const Config& con
   state::TpmRootOptions options;
   options.channel = spec;
   options.connect = [spec] { return hwtpm::open_tpm_channel(spec); };
+  options.channel_error = [](TSS2_TCTI_CONTEXT* tcti) { return hwtpm::transport_tcti_last_error(tcti); };
   options.pcrs = config.tpm_pcrs;
   options.parent_handle = config.tpm_parent;
   options.counter_index = config.tpm_counter_index;

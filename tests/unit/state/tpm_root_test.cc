@@ -71,11 +71,14 @@ struct ModelTpm {
     TpmRootOptions o;
     o.channel = interface == hwtpm::MmioInterface::kTis ? "tis model" : "crb model";
     o.first_backoff = std::chrono::milliseconds(10);
+    o.channel_error = [](TSS2_TCTI_CONTEXT* tcti) { return hwtpm::transport_tcti_last_error(tcti); };
     o.connect = [this]() -> Result<hwtpm::TctiHandle> {
       ++connects;
       std::shared_ptr<hwtpm::MmioRegion> region;
       if (interface == hwtpm::MmioInterface::kTis) {
-        region = std::make_shared<vtpm::testing::TisModel>(recording(*child, bus));
+        auto tis = std::make_shared<vtpm::testing::TisModel>(recording(*child, bus));
+        tis->set_faults(tis_faults);
+        region = tis;
       } else {
         region = std::make_shared<vtpm::testing::CrbModel>(recording(*child, bus));
       }
@@ -89,6 +92,15 @@ struct ModelTpm {
     return o;
   }
 
+  // Opening over a broken interface must fail, naming the register.
+  std::unique_ptr<TpmRootOfTrust> open_failing_or_null() {
+    auto root = TpmRootOfTrust::open(options());
+    if (root) return std::move(*root);
+    CHECK(root.error().code == ErrorCode::kUnavailable);
+    CHECK_MESSAGE(root.error().message.find("burstCount") != std::string::npos, root.error().message);
+    return nullptr;
+  }
+
   std::unique_ptr<TpmRootOfTrust> open() {
     auto root = TpmRootOfTrust::open(options());
     REQUIRE_MESSAGE(root.ok(), (root.ok() ? "" : root.error().message));
@@ -99,6 +111,7 @@ struct ModelTpm {
   std::unique_ptr<vtpm::testing::SwtpmChild> child;
   Bus bus;
   int connects = 0;
+  vtpm::testing::TisFaults tis_faults;  // for the models of later connects
 };
 
 SecretKey distinctive_key() {
@@ -188,6 +201,19 @@ TEST_CASE("tpm root: a TPM busy for good gives up with a clear error") {
   CHECK(counter.error().message.find("gave up after 6 attempts") != std::string::npos);
   tpm.bus.busy_answers_left = 0;
   CHECK(root->read_counter().ok());  // and recovers when the TPM does
+}
+
+TEST_CASE("tpm root: a broken TIS interface is reported with the register and condition") {
+  ModelTpm tpm(hwtpm::MmioInterface::kTis);
+  auto root = tpm.open();
+  auto sealed = root->seal(distinctive_key());
+  REQUIRE(sealed.ok());
+  tpm.tis_faults.stuck_burst_count = true;
+  root = tpm.open_failing_or_null();
+  CHECK(root == nullptr);
+  tpm.tis_faults = {};
+  root = tpm.open();
+  CHECK(root->unseal(*sealed).ok());  // a repaired interface works again
 }
 
 TEST_CASE("tpm root: the NV counter is defined on first use, increments, and survives reconnects") {
