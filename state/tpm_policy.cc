@@ -306,7 +306,7 @@ Result<SignedPolicy> parse_signed_policy(std::string_view text, const std::strin
   auto ref = from_hex(doc["policy_ref"].get<std::string>());
   if (!ref || ref->size() > sizeof p.policy_ref.buffer) return bad("bad policy_ref");
   p.policy_ref.size = static_cast<UINT16>(ref->size());
-  std::memcpy(p.policy_ref.buffer, ref->data(), ref->size());
+  if (!ref->empty()) std::memcpy(p.policy_ref.buffer, ref->data(), ref->size());  // data() may be null
   auto sig = from_hex(doc["signature"].get<std::string>());
   size_t offset = 0;
   if (!sig || Tss2_MU_TPMT_SIGNATURE_Unmarshal(sig->data(), sig->size(), &offset, &p.signature) != TSS2_RC_SUCCESS ||
