@@ -91,7 +91,13 @@ struct Tpm {
       return send("NV_WriteLock " + hex32(index), tpm2::nv_write_lock(TPM2_RH_PLATFORM, index), 0, true,
                   std::move(next));
     }
-    const std::size_t n = std::min(tpm2::kNvWriteChunk, data->size() - offset);
+    // A chunk plus NV_Write's header, handles and session must fit the
+    // instance's command size limit (1024 at least).
+    std::size_t chunk = tpm2::kNvWriteChunk;
+    if (auto instance = service.show(id); instance && (*instance)->max_command_size < chunk + 64) {
+      chunk = (*instance)->max_command_size - 64;
+    }
+    const std::size_t n = std::min(chunk, data->size() - offset);
     send("NV_Write " + hex32(index),
          tpm2::nv_write(TPM2_RH_PLATFORM, index, std::span(*data).subspan(offset, n), static_cast<std::uint16_t>(offset)),
          0, true, [self, index, data, offset, n, next = std::move(next)](Status s) mutable {

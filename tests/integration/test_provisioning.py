@@ -206,6 +206,13 @@ class EkCertificateTest(ProvisioningTestCase):
             with open(persisted, "rb") as f:
                 self.assertEqual(f.read(), cert_key)
 
+    def test_certificates_fit_the_smallest_command_size(self):
+        uuid, env = self.add("--max-command-size", "1024", "--ek", "rsa", "--ek-cert")
+        self.tool(env, "tpm2_startup", "-c")
+        der = self.path("small.der")
+        self.tool(env, "tpm2_getekcertificate", "-o", der)
+        run(["openssl", "verify", "-CAfile", self.ca_pem, self.cert_pem(der)])
+
     def test_write_locked_certificate_cannot_be_overwritten_by_the_guest(self):
         # Even with platform auth (the platform hierarchy is still enabled here).
         p = run(["tpm2_nvwrite", EK_CERT_INDEX["rsa"], "-C", "p", "-i", "-"], env=self.env, check=False,
