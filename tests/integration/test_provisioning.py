@@ -383,6 +383,21 @@ class MeasuredLaunchTest(ProvisioningTestCase):
         replayed, _ = replay_event_log(blob)
         self.assertEqual(self.pcr_values(self.env, "sha256:4,5")["sha256"], {p: replayed["sha256"][p] for p in (4, 5)})
 
+    def test_export_and_import_carry_the_event_log_and_provisioning(self):
+        self.measure_launch()
+        _, blob = self.event_log(self.uuid)
+        key, bundle = self.path("transport.key"), self.path("bundle.vtpmx")
+        with open(key, "wb") as f:
+            f.write(os.urandom(32))
+        self.d.ctl_ok("export", self.uuid, "--transport-key", key, "--output", bundle)
+        other = self.start_daemon(name="destination")
+        other.ctl_ok("import", bundle, "--transport-key", key)
+        out = self.path("imported.bin")
+        other.ctl_ok("eventlog", self.uuid, "--output", out)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), blob)
+        self.assertEqual(other.result("show", uuid=self.uuid)["provisioning"]["ek"][0]["handle"], "0x81010001")
+
     def test_empty_log_names_the_active_banks(self):
         _, blob = self.event_log(self.uuid)
         replayed, events = replay_event_log(blob)
