@@ -206,6 +206,19 @@ Status load_public_key(const tpm2::PublicKey& ek, mbedtls_pk_context* pk) {
 
 }  // namespace
 
+ParsedCertificate::ParsedCertificate() : crt_(std::make_unique<mbedtls_x509_crt>()) { mbedtls_x509_crt_init(crt_.get()); }
+
+ParsedCertificate::~ParsedCertificate() { mbedtls_x509_crt_free(crt_.get()); }
+
+int ParsedCertificate::parse_der(std::span<const std::uint8_t> der) {
+  return mbedtls_x509_crt_parse_der(crt_.get(), der.data(), der.size());
+}
+
+int ParsedCertificate::parse_pem(const std::string& pem) {
+  // mbedTLS wants the terminating NUL counted in a PEM buffer's length.
+  return mbedtls_x509_crt_parse(crt_.get(), reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
+}
+
 std::string der_to_pem(std::span<const std::uint8_t> der, const std::string& label) {
   const std::string header = "-----BEGIN " + label + "-----\n";
   const std::string footer = "-----END " + label + "-----\n";
@@ -269,12 +282,10 @@ Result<IssuedCertificate> issue_ek_certificate(const LocalCa& ca, const tpm2::Pu
 Result<Bytes> issue_platform_certificate(const LocalCa& ca, const IssuedCertificate& ek_certificate,
                                          const PlatformIdentity& platform) {
   // The CA's Name exactly as encoded in the certificates it issued.
-  mbedtls_x509_crt parsed;
-  mbedtls_x509_crt_init(&parsed);
-  const int parse_rc = mbedtls_x509_crt_parse_der(&parsed, ca.certificate_der().data(), ca.certificate_der().size());
-  const Bytes ca_name = parse_rc == 0 ? Bytes(parsed.subject_raw.p, parsed.subject_raw.p + parsed.subject_raw.len) : Bytes{};
-  mbedtls_x509_crt_free(&parsed);
-  if (parse_rc != 0) return failure("reading the CA certificate", parse_rc);
+  ParsedCertificate parsed;
+  if (int rc = parsed.parse_der(ca.certificate_der()); rc != 0) return failure("reading the CA certificate", rc);
+  const mbedtls_x509_buf& subject = parsed.get()->subject_raw;
+  const Bytes ca_name(subject.p, subject.p + subject.len);
 
   auto serial = random_serial(ca.drbg());
   if (!serial) return serial.error();

@@ -19,12 +19,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
 #include "proto/result.h"
 #include "proto/tpm2_commands.h"
 #include "state/bytes.h"
+
+typedef struct mbedtls_x509_crt mbedtls_x509_crt;
 
 namespace vtpm::state {
 
@@ -57,5 +60,20 @@ Result<Bytes> issue_platform_certificate(const LocalCa& ca, const IssuedCertific
                                          const PlatformIdentity& platform);
 
 std::string der_to_pem(std::span<const std::uint8_t> der, const std::string& label);
+
+// A certificate parsed by mbedTLS (RAII over mbedtls_x509_crt).
+class ParsedCertificate {
+ public:
+  ParsedCertificate();
+  ~ParsedCertificate();
+  ParsedCertificate(const ParsedCertificate&) = delete;
+  ParsedCertificate& operator=(const ParsedCertificate&) = delete;
+  int parse_der(std::span<const std::uint8_t> der);
+  int parse_pem(const std::string& pem);
+  mbedtls_x509_crt* get() { return crt_.get(); }
+
+ private:
+  std::unique_ptr<mbedtls_x509_crt> crt_;
+};
 
 }  // namespace vtpm::state

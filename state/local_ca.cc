@@ -32,19 +32,22 @@ int drbg_random(void* drbg, unsigned char* out, std::size_t size) {
   return static_cast<Drbg*>(drbg)->fill({out, size}) ? 0 : -1;
 }
 
-void LocalCa::PkDeleter::operator()(mbedtls_pk_context* pk) const {
-  mbedtls_pk_free(pk);
-  delete pk;
-}
+struct LocalCa::Key {
+  mbedtls_pk_context pk;
+  Key() { mbedtls_pk_init(&pk); }
+  ~Key() { mbedtls_pk_free(&pk); }
+  Key(const Key&) = delete;
+  Key& operator=(const Key&) = delete;
+};
 
-LocalCa::LocalCa(std::unique_ptr<mbedtls_pk_context, PkDeleter> key, Drbg& drbg) : key_(std::move(key)), drbg_(drbg) {}
+LocalCa::LocalCa(Token, Drbg& drbg) : key_(std::make_unique<Key>()), drbg_(drbg) {}
 
 LocalCa::~LocalCa() = default;
 
+mbedtls_pk_context* LocalCa::key() const { return &key_->pk; }
+
 Result<std::unique_ptr<LocalCa>> LocalCa::open(const std::string& directory, const MasterKey& master, Drbg& drbg) {
-  std::unique_ptr<mbedtls_pk_context, PkDeleter> key(new mbedtls_pk_context);
-  mbedtls_pk_init(key.get());
-  std::unique_ptr<LocalCa> ca(new LocalCa(std::move(key), drbg));
+  auto ca = std::make_unique<LocalCa>(Token{}, drbg);
   const bool have_key = file_exists(directory + "/ca.key");
   const bool have_cert = file_exists(directory + "/ca.pem");
   if (have_key != have_cert) {
@@ -56,9 +59,9 @@ Result<std::unique_ptr<LocalCa>> LocalCa::open(const std::string& directory, con
 }
 
 Status LocalCa::create(const std::string& directory, const MasterKey& master) {
-  int rc = mbedtls_pk_setup(key_.get(), mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+  int rc = mbedtls_pk_setup(key(), mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
   if (rc != 0) return mbedtls_failure("pk_setup", rc);
-  rc = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*key_), drbg_random, &drbg_);
+  rc = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*key()), drbg_random, &drbg_);
   if (rc != 0) return mbedtls_failure("P-256 key generation", rc);
 
   auto der = self_signed_ca_certificate(*this);
@@ -67,7 +70,7 @@ Status LocalCa::create(const std::string& directory, const MasterKey& master) {
   certificate_pem_ = der_to_pem(certificate_der_, "CERTIFICATE");
 
   std::array<std::uint8_t, 512> key_buffer{};
-  const int key_len = mbedtls_pk_write_key_der(key_.get(), key_buffer.data(), key_buffer.size());
+  const int key_len = mbedtls_pk_write_key_der(key(), key_buffer.data(), key_buffer.size());
   if (key_len <= 0) return mbedtls_failure("writing the CA key", key_len);
   const std::span<const std::uint8_t> key_der(key_buffer.data() + key_buffer.size() - key_len,
                                               static_cast<std::size_t>(key_len));
@@ -102,7 +105,7 @@ Status LocalCa::load(const std::string& directory, const MasterKey& master) {
                                              file->size() - kMagic.size() - kNonceSize);
   auto key_der = aes_gcm_open(derive_ca_wrapping_key(master), nonce, kMagic, sealed);
   if (!key_der) return corrupt(key_path, "does not open under this master key");
-  int rc = mbedtls_pk_parse_key(key_.get(), key_der->data(), key_der->size(), nullptr, 0);
+  int rc = mbedtls_pk_parse_key(key(), key_der->data(), key_der->size(), nullptr, 0);
   std::fill(key_der->begin(), key_der->end(), 0);
   if (rc != 0) return corrupt(key_path, "unreadable key (mbedTLS " + std::to_string(rc) + ")");
 
@@ -110,13 +113,10 @@ Status LocalCa::load(const std::string& directory, const MasterKey& master) {
   auto pem = read_whole_file(cert_path);
   if (!pem) return pem.error();
   certificate_pem_.assign(pem->begin(), pem->end());
-  mbedtls_x509_crt crt;
-  mbedtls_x509_crt_init(&crt);
-  std::string terminated = certificate_pem_;  // mbedTLS wants the NUL in the length for PEM
-  rc = mbedtls_x509_crt_parse(&crt, reinterpret_cast<const unsigned char*>(terminated.c_str()), terminated.size() + 1);
-  const bool pair = rc == 0 && mbedtls_pk_check_pair(&crt.pk, key_.get()) == 0;
-  if (rc == 0) certificate_der_.assign(crt.raw.p, crt.raw.p + crt.raw.len);
-  mbedtls_x509_crt_free(&crt);
+  ParsedCertificate crt;
+  rc = crt.parse_pem(certificate_pem_);
+  const bool pair = rc == 0 && mbedtls_pk_check_pair(&crt.get()->pk, key()) == 0;
+  if (rc == 0) certificate_der_.assign(crt.get()->raw.p, crt.get()->raw.p + crt.get()->raw.len);
   if (rc != 0) return corrupt(cert_path, "unreadable certificate (mbedTLS " + std::to_string(rc) + ")");
   if (!pair) return corrupt(cert_path, "the certificate does not belong to ca.key");
   return Status::success();

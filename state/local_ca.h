@@ -27,11 +27,16 @@ typedef struct mbedtls_pk_context mbedtls_pk_context;
 namespace vtpm::state {
 
 class LocalCa {
+  struct Token {
+    explicit Token() = default;
+  };
+
  public:
   // Subject (and issuer of everything it signs), in mbedTLS' string form.
   static constexpr const char* kSubject = "CN=vtpmd local EK CA,O=vtpmd";
 
   static Result<std::unique_ptr<LocalCa>> open(const std::string& directory, const MasterKey& master, Drbg& drbg);
+  LocalCa(Token, Drbg& drbg);  // for open() only
   ~LocalCa();
   LocalCa(const LocalCa&) = delete;
   LocalCa& operator=(const LocalCa&) = delete;
@@ -39,19 +44,16 @@ class LocalCa {
   const std::string& certificate_pem() const { return certificate_pem_; }
   const Bytes& certificate_der() const { return certificate_der_; }
   // The signing key, for the certificate builders (state/certificates.h).
-  mbedtls_pk_context* key() const { return key_.get(); }
+  mbedtls_pk_context* key() const;
   Drbg& drbg() const { return drbg_; }
   bool created() const { return created_; }  // made by this start
 
  private:
-  struct PkDeleter {
-    void operator()(mbedtls_pk_context* pk) const;
-  };
-  LocalCa(std::unique_ptr<mbedtls_pk_context, PkDeleter> key, Drbg& drbg);
+  struct Key;  // the mbedTLS key context, initialised and freed by RAII
   Status create(const std::string& directory, const MasterKey& master);
   Status load(const std::string& directory, const MasterKey& master);
 
-  std::unique_ptr<mbedtls_pk_context, PkDeleter> key_;
+  std::unique_ptr<Key> key_;
   Drbg& drbg_;
   std::string certificate_pem_;
   Bytes certificate_der_;

@@ -274,7 +274,8 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
     });
   });
 
-  run_steps(steps, 0, [this, id, job, done = std::move(done)](Status s) {
+  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, job, done = std::move(done)](Status s) {
+    if (alive.expired()) return;
     if (!s) {
       log_.error(id, "provisioning failed: " + s.error().message);
       return done(s.error());
@@ -288,7 +289,8 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
     }
     if (job->options.platform_certificate) summary["platform_certificate_index"] = hex32(tpm2::kPlatformCertIndex);
     const std::string text = summary.dump();
-    service_.set_provisioning(id, text, [this, id, job, text, done](Status saved) {
+    service_.set_provisioning(id, text, [this, alive, id, job, text, done](Status saved) {
+      if (alive.expired()) return;
       if (!saved) return done(saved.error());
       const auto ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started);
@@ -364,7 +366,8 @@ void Provisioner::measure(const Uuid& id, MeasureRequest request, std::function<
     tpm.send("PCR_Extend(" + std::to_string(job->request.pcr) + ")", tpm2::pcr_extend(job->request.pcr, job->digests),
              0, true, std::move(next));
   });
-  run_steps(steps, 0, [this, id, job, done = std::move(done)](Status s) {
+  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, job, done = std::move(done)](Status s) {
+    if (alive.expired()) return;
     if (!s) return done(s.error());
     Instance* i = registry_.find(id);
     if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while measuring"));

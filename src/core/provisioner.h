@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -77,6 +78,9 @@ class Provisioner {
   Service& service_;
   Registry& registry_;
   state::LocalCa& ca_;
+  // Callbacks that outlive the provisioner (answered while the daemon
+  // tears the service down) find this expired and touch nothing.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace vtpm
