@@ -1,6 +1,7 @@
 #include "src/core/provisioner.h"
 
 #include <mbedtls/md.h>
+#include <mbedtls/sha1.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <memory>
 
 #include "proto/event_log.h"
+#include "proto/tpm12_commands.h"
 #include "state/certificates.h"
 
 namespace vtpm {
@@ -58,6 +60,17 @@ struct Tpm {
             return next(make_error(ErrorCode::kTpmFailure, what + " failed: " + tpm2::rc_text(parsed->rc)));
           }
           next(then ? then(*parsed) : Status::success());
+        },
+        CommandOrigin::kVtpmd);
+  }
+
+  // A TPM 1.2 command: `check` sees the whole response.
+  void send12(std::string what, Bytes command, std::function<Status(const Bytes&)> check, Next next) const {
+    service.exec(
+        id, std::move(command), 0,
+        [what = std::move(what), check = std::move(check), next = std::move(next)](Result<ExecResult> r) {
+          if (!r) return next(make_error(r.error().code, what + ": " + r.error().message));
+          next(check(r->response));
         },
         CommandOrigin::kVtpmd);
   }
@@ -149,9 +162,16 @@ std::string bank_list(std::span<const TPM2_ALG_ID> banks) {
 
 Status ProvisionOptions::validate(TpmVersion version) const {
   if (empty() && !ek_certificates && !platform_certificate) return Status::success();
-  if (version != TpmVersion::k20) {
-    return make_error(ErrorCode::kUnsupported,
-                      "PCR banks, EKs and certificates are provisioned for TPM 2.0 instances only");
+  if (version == TpmVersion::k12) {
+    // libtpms' TPM 1.2 has one RSA 2048 EK, made by TPM_CreateEndorsementKeyPair.
+    if (!pcr_banks.empty()) return make_error(ErrorCode::kUnsupported, "PCR banks are a TPM 2.0 feature");
+    if (endorsement_keys != std::vector<tpm2::EkKind>{tpm2::EkKind::kRsa2048}) {
+      return make_error(ErrorCode::kUnsupported, "a TPM 1.2 has one RSA endorsement key: use ek [\"rsa\"]");
+    }
+    if (ek_certificates || platform_certificate) {
+      return make_error(ErrorCode::kUnsupported, "certificates for TPM 1.2 instances are not implemented");
+    }
+    return Status::success();
   }
   if (ek_certificates && endorsement_keys.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "ek_certificates needs at least one EK (parameter 'ek')");
@@ -164,6 +184,9 @@ Status ProvisionOptions::validate(TpmVersion version) const {
 }
 
 void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done) {
+  if (const Instance* instance = registry_.find(id); instance != nullptr && instance->version == TpmVersion::k12) {
+    return provision_tpm12(id, std::move(done));
+  }
   struct Job {
     ProvisionOptions options;
     tpm2::TpmProperties properties;
@@ -295,6 +318,55 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
       const auto ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started);
       log_.info(id, "provisioned in " + std::to_string(ms.count()) + " ms: " + text);
+      done(text);
+    });
+  });
+}
+
+void Provisioner::provision_tpm12(const Uuid& id, std::function<void(Result<std::string>)> done) {
+  auto nonce = std::make_shared<tpm12::Nonce>();
+  if (Status s = ca_.drbg().fill(*nonce); !s) return done(s.error());
+  const auto started = std::chrono::steady_clock::now();
+  const Tpm tpm{service_, id};
+  auto steps = std::make_shared<std::vector<Step>>();
+  steps->push_back([tpm](Next next) {
+    tpm.send12("TPM_Startup(ST_CLEAR)", tpm12::startup_clear(), [](const Bytes& r) -> Status {
+      const std::uint32_t rc = tpm12::response_code(r);
+      if (rc == 0 || rc == tpm12::kInvalidPostInit) return Status::success();
+      return make_error(ErrorCode::kTpmFailure, "TPM_Startup failed: TPM 1.2 rc " + std::to_string(rc));
+    }, std::move(next));
+  });
+  steps->push_back([tpm, nonce](Next next) {
+    tpm.send12("TPM_CreateEndorsementKeyPair", tpm12::create_endorsement_key_pair(*nonce), [nonce](const Bytes& r) -> Status {
+      auto ek = tpm12::parse_create_endorsement_key_pair(r);
+      if (!ek) return ek.error();
+      // The TPM proves the key is fresh: checksum = SHA-1(pubkey || antiReplay).
+      Bytes covered = ek->pubkey;
+      covered.insert(covered.end(), nonce->begin(), nonce->end());
+      Bytes expected(20);
+      if (mbedtls_sha1_ret(covered.data(), covered.size(), expected.data()) != 0 || expected != ek->checksum) {
+        return make_error(ErrorCode::kTpmFailure, "TPM_CreateEndorsementKeyPair: checksum does not match the nonce");
+      }
+      return Status::success();
+    }, std::move(next));
+  });
+  steps->push_back([tpm](Next next) {
+    tpm.service.power(tpm.id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
+      next(r ? Status::success() : Status(r.error()));
+    });
+  });
+  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, started, done = std::move(done)](Status s) {
+    if (alive.expired()) return;
+    if (!s) {
+      log_.error(id, "provisioning failed: " + s.error().message);
+      return done(s.error());
+    }
+    const std::string text = R"({"ek":[{"type":"rsa"}]})";
+    service_.set_provisioning(id, text, [this, alive, id, started, text, done](Status saved) {
+      if (alive.expired()) return;
+      if (!saved) return done(saved.error());
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+      log_.info(id, "provisioned (TPM 1.2 EK) in " + std::to_string(ms.count()) + " ms");
       done(text);
     });
   });

@@ -9,6 +9,7 @@
 //   persistent, EK and platform certificates from the local CA written
 //   into their TCG NV indices, then Shutdown and a power cycle so that the
 //   guest's firmware finds a TPM awaiting Startup, as after swtpm_setup.
+//   A TPM 1.2 instance gets its RSA EK (TPM_CreateEndorsementKeyPair) only.
 // - measure(): a toolstack measurement before the guest runs: PCR_Extend
 //   in every active bank plus a TCG_PCR_EVENT2 in the instance's event log.
 //
@@ -78,6 +79,7 @@ class Provisioner {
   Service& service_;
   Registry& registry_;
   state::LocalCa& ca_;
+  void provision_tpm12(const Uuid& id, std::function<void(Result<std::string>)> done);
   // Callbacks that outlive the provisioner (answered while the daemon
   // tears the service down) find this expired and touch nothing.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

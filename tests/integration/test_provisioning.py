@@ -425,7 +425,9 @@ class BadInputTest(ProvisioningTestCase):
         self.assertRefused(["add", "--ek", "dsa"], "invalid_argument", "unknown 'dsa' (known: rsa, ecc)")
         self.assertRefused(["add", "--ek-cert"], "invalid_argument", "needs at least one EK")
         self.assertRefused(["add", "--ek", "rsa", "--platform-cert"], "invalid_argument", "needs ek_certificates")
-        self.assertRefused(["add", "--tpm", "1.2", "--ek", "rsa"], "unsupported", "TPM 2.0 instances only")
+        self.assertRefused(["add", "--tpm", "1.2", "--ek", "ecc"], "unsupported", "one RSA endorsement key")
+        self.assertRefused(["add", "--tpm", "1.2", "--ek", "rsa", "--ek-cert"], "unsupported", "not implemented")
+        self.assertRefused(["add", "--tpm", "1.2", "--pcr-banks", "sha1"], "unsupported", "TPM 2.0 feature")
         self.assertRefused(["add", "--pcr-banks", ""], None, "empty name", exit_code=2)
         resp = self.d.call("add", pcr_banks="sha256")
         self.assertErrorCode(resp, "invalid_argument")
@@ -458,6 +460,42 @@ class BadInputTest(ProvisioningTestCase):
         self.tool(env, "tpm2_startup", "-c", check=False)
         pcrs = self.pcr_values(env, "sha256:4")
         self.assertEqual(pcrs["sha256"][4], bytes(32))
+
+
+class Tpm12EkTest(ProvisioningTestCase):
+    STARTUP = "00c10000000c0000009900 01"
+
+    @staticmethod
+    def read_pubek(nonce):
+        return "00c10000001e0000007c" + nonce.hex()
+
+    def test_tpm12_ek_is_created_and_readable(self):
+        plain = self.d.ctl_ok("add", "--tpm", "1.2").strip()
+        self.d.ctl_ok("exec", plain, self.STARTUP)
+        nonce = os.urandom(20)
+        resp = bytes.fromhex(self.d.ctl_ok("exec", plain, self.read_pubek(nonce)).strip())
+        self.assertEqual(struct.unpack(">I", resp[6:10])[0], 0x23, "a fresh TPM 1.2 has no EK (TPM_NO_ENDORSEMENT)")
+
+        uuid = self.d.ctl_ok("add", "--tpm", "1.2", "--ek", "rsa").strip()
+        self.assertEqual(self.d.result("show", uuid=uuid)["provisioning"], {"ek": [{"type": "rsa"}]})
+        self.d.ctl_ok("exec", uuid, self.STARTUP)  # left awaiting the guest's Startup
+        resp = bytes.fromhex(self.d.ctl_ok("exec", uuid, self.read_pubek(nonce)).strip())
+        self.assertEqual(struct.unpack(">I", resp[6:10])[0], 0)
+        # TPM_PUBKEY: RSA, RSAES-OAEP-SHA1, 2048 bits; checksum = SHA-1(pubkey || nonce).
+        pubkey, checksum = resp[10:-20], resp[-20:]
+        self.assertEqual(pubkey[:8], bytes.fromhex("0000000100030001"))
+        self.assertEqual(struct.unpack(">I", pubkey[12:16])[0], 2048)
+        self.assertEqual(len(pubkey[-256:]), 256)
+        self.assertEqual(hashlib.sha1(pubkey + nonce).digest(), checksum)
+        # The EK persists across a daemon restart, and a second one cannot be made.
+        self.d.stop()
+        self.d.start()
+        self.d.ctl_ok("exec", uuid, self.STARTUP)
+        again = bytes.fromhex(self.d.ctl_ok("exec", uuid, self.read_pubek(nonce)).strip())
+        self.assertEqual(again[10:-20], pubkey)
+        create = "00c10000003600000078" + os.urandom(20).hex() + "00000001000300010000000c000008000000000200000000"
+        resp = bytes.fromhex(self.d.ctl_ok("exec", uuid, create).strip())
+        self.assertNotEqual(struct.unpack(">I", resp[6:10])[0], 0)
 
 
 class CaTest(ProvisioningTestCase):
