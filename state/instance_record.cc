@@ -61,6 +61,7 @@ std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
   // Optional fields, absent from records written before provisioning.
   if (!r.provisioning.empty()) meta["provisioning"] = r.provisioning;
   if (!r.event_log.empty()) meta["event_log"] = to_hex(r.event_log);
+  if (r.guest_started) meta["guest_started"] = true;
   const std::string text = meta.dump();
   std::vector<std::uint8_t> out(std::begin(kMagic), std::end(kMagic));
   append_blob(out, std::vector<std::uint8_t>(text.begin(), text.end()));
@@ -125,6 +126,7 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
       *field = *v;
     }
     r.provisioning = meta.value("provisioning", std::string());
+    if (meta.contains("guest_started")) r.guest_started = meta.at("guest_started").get<bool>();
     if (meta.contains("event_log")) {
       auto log = from_hex(meta.at("event_log").get<std::string>());
       if (!log) return corrupt("event_log: " + log.error().message);

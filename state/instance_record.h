@@ -33,6 +33,7 @@ struct InstanceRecord {
   // The measured-launch event log (proto/event_log.h) of the volatile
   // state's boot: kept only in records that carry volatile state.
   std::vector<std::uint8_t> event_log;
+  bool guest_started = false;  // with volatile state: the guest had sent commands this boot
   engine::StateBlobs blobs;
 };
 

@@ -20,6 +20,7 @@ state::InstanceRecord Instance::record(bool with_volatile) const {
   if (with_volatile) {
     r.blobs.volatile_state = saved.volatile_state;
     r.event_log = event_log;
+    r.guest_started = guest_started;
   }
   return r;
 }

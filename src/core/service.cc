@@ -403,7 +403,8 @@ void Service::export_instance(const Uuid& id, RecordCallback done) {
     if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while exporting"));
     state::InstanceRecord record = i->record(false);
     record.blobs = std::move(*blobs);
-    record.event_log = i->event_log;  // it goes with the volatile state
+    record.event_log = i->event_log;  // they go with the volatile state
+    record.guest_started = i->guest_started;
     record.channels.clear();
     done(std::move(record));
   });
@@ -422,7 +423,10 @@ void Service::import_instance(state::InstanceRecord record, InstanceCallback don
   incoming.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
   incoming.limits = {record.max_queued, record.max_rate};
   incoming.provisioning = record.provisioning;
-  if (!record.blobs.volatile_state.empty()) incoming.event_log = record.event_log;
+  if (!record.blobs.volatile_state.empty()) {
+    incoming.event_log = record.event_log;
+    incoming.guest_started = record.guest_started;
+  }
   incoming.saved.permanent = record.blobs.permanent;
   incoming.saved.save_state = record.blobs.save_state;
   auto added = registry_.add(std::move(incoming));
@@ -518,7 +522,10 @@ void Service::restore(state::InstanceRecord record) {
   instance.limits = {record.max_queued, record.max_rate};
   instance.provisioning = record.provisioning;
   // The log resumes with the PCRs it describes, or not at all.
-  if (!record.blobs.volatile_state.empty()) instance.event_log = record.event_log;
+  if (!record.blobs.volatile_state.empty()) {
+    instance.event_log = record.event_log;
+    instance.guest_started = record.guest_started;
+  }
   instance.saved = record.blobs;
   auto added = registry_.add(std::move(instance));
   if (!added) {

@@ -351,6 +351,15 @@ class MeasuredLaunchTest(ProvisioningTestCase):
         self.assertEqual(len(events), 4)
         self.assertEqual(self.pcr_values(self.env, "sha256:4")["sha256"][4], replayed["sha256"][4])
 
+    def test_a_started_guest_stays_started_across_a_clean_restart(self):
+        self.measure_launch()
+        self.tool(self.env, "tpm2_getrandom", "8")
+        self.d.stop()
+        self.d.start()  # the volatile state (PCRs, log, the guest's progress) resumes
+        code, _, err = self.d.ctl("measure", self.uuid, "--pcr", "4", "--data", "late")
+        self.assertEqual(code, 1)
+        self.assertIn("--force", err)
+
     def test_reset_starts_a_new_boot(self):
         self.measure_launch()
         self.tool(self.env, "tpm2_getrandom", "8")

@@ -283,10 +283,12 @@ TEST_CASE("instance_record: provisioning summary and event log round-trip; older
   InstanceRecord r = sample_record();
   r.provisioning = R"({"ek":[{"type":"rsa"}],"pcr_banks":["sha256"]})";
   r.event_log = {1, 2, 3, 0xff};
+  r.guest_started = true;
   auto back = decode_record(encode_record(r));
   REQUIRE(back.ok());
   CHECK(back->provisioning == r.provisioning);
   CHECK(back->event_log == r.event_log);
+  CHECK(back->guest_started);
   const InstanceRecord plain = sample_record();
   const Bytes encoded = encode_record(plain);
   const std::string text(encoded.begin(), encoded.end());
@@ -296,6 +298,7 @@ TEST_CASE("instance_record: provisioning summary and event log round-trip; older
   REQUIRE(old.ok());
   CHECK(old->provisioning.empty());
   CHECK(old->event_log.empty());
+  CHECK_FALSE(old->guest_started);
 }
 
 }  // namespace vtpm::state
