@@ -225,7 +225,7 @@ Bytes nv_define_space(TPM2_HANDLE auth, TPM2_HANDLE index, TPMA_NV attributes, s
 Bytes nv_write(TPM2_HANDLE auth, TPM2_HANDLE index, std::span<const std::uint8_t> data, std::uint16_t offset) {
   TPM2B_MAX_NV_BUFFER buffer{};
   buffer.size = static_cast<UINT16>(std::min(data.size(), sizeof buffer.buffer));
-  std::memcpy(buffer.buffer, data.data(), buffer.size);
+  if (buffer.size > 0) std::memcpy(buffer.buffer, data.data(), buffer.size);
   CommandWriter w(TPM2_CC_NV_Write, true);
   w.handle(auth).handle(index).end_handles().put(Tss2_MU_TPM2B_MAX_NV_BUFFER_Marshal, buffer).put(
       Tss2_MU_UINT16_Marshal, static_cast<UINT16>(offset));
