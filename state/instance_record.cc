@@ -1,5 +1,7 @@
 #include "state/instance_record.h"
 
+#include "proto/hex.h"
+
 #include <mbedtls/sha256.h>
 #include <nlohmann/json.hpp>
 
@@ -47,7 +49,7 @@ std::optional<T> integer_field(const nlohmann::json& meta, const char* name) {
 }  // namespace
 
 std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
-  const nlohmann::json meta = {{"uuid", r.uuid.to_string()},
+  nlohmann::json meta = {{"uuid", r.uuid.to_string()},
                                {"tpm", tpm_version_name(r.version)},
                                {"created", r.created_unix},
                                {"auto_startup", r.auto_startup},
@@ -56,6 +58,10 @@ std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
                                {"channels", r.channels},
                                {"max_queued", r.max_queued},
                                {"max_rate", r.max_rate}};
+  // Optional fields, absent from records written before provisioning.
+  if (!r.provisioning.empty()) meta["provisioning"] = r.provisioning;
+  if (!r.event_log.empty()) meta["event_log"] = to_hex(r.event_log);
+  if (r.guest_started) meta["guest_started"] = true;
   const std::string text = meta.dump();
   std::vector<std::uint8_t> out(std::begin(kMagic), std::end(kMagic));
   append_blob(out, std::vector<std::uint8_t>(text.begin(), text.end()));
@@ -118,6 +124,13 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
                        "' must be a 32-bit unsigned integer");
       }
       *field = *v;
+    }
+    r.provisioning = meta.value("provisioning", std::string());
+    if (meta.contains("guest_started")) r.guest_started = meta.at("guest_started").get<bool>();
+    if (meta.contains("event_log")) {
+      auto log = from_hex(meta.at("event_log").get<std::string>());
+      if (!log) return corrupt("event_log: " + log.error().message);
+      r.event_log = std::move(*log);
     }
   } catch (const nlohmann::json::exception& e) {
     return corrupt(std::string("metadata field missing or mistyped: ") + e.what());

@@ -29,6 +29,11 @@ struct InstanceRecord {
   std::string channels;  // guest-channel configuration (JSON text, opaque here); empty: none
   std::uint32_t max_queued = 0;  // per-instance limits; 0: the daemon's default
   std::uint32_t max_rate = 0;    // commands per second; 0: the daemon's default
+  std::string provisioning;      // what `add` provisioned (JSON text, opaque here); empty: nothing
+  // The measured-launch event log (proto/event_log.h) of the volatile
+  // state's boot: kept only in records that carry volatile state.
+  std::vector<std::uint8_t> event_log;
+  bool guest_started = false;  // with volatile state: the guest had sent commands this boot
   engine::StateBlobs blobs;
 };
 

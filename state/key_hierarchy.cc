@@ -32,6 +32,13 @@ SecretKey derive_manifest_key(const MasterKey& master) {
   return hkdf_sha256(master.key, {}, info.bytes());
 }
 
+SecretKey derive_ca_wrapping_key(const MasterKey& master) {
+  ByteWriter info;
+  info.raw(as_bytes("vtpmd local ca wrapping key v1"));
+  info.u32(master.epoch);
+  return hkdf_sha256(master.key, {}, info.bytes());
+}
+
 SecretKey derive_transport_key(std::span<const std::uint8_t> operator_key, std::span<const std::uint8_t> salt) {
   // The operator's key may have any length; SecretKey holds 32 bytes.
   const Digest ikm = sha256(operator_key);

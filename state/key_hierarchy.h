@@ -3,6 +3,7 @@
 //   root of trust --seals--> master key (256 bit, random, file master.key)
 //   master key --HKDF--> manifest MAC key
 //   master key --HKDF(salt = per-instance random, info = UUID, epoch)--> instance key
+//   master key --HKDF--> local CA wrapping key (seals the EK CA's private key, state/local_ca.h)
 //
 // The master key exists in clear only in vtpmd's memory.
 #pragma once
@@ -28,6 +29,7 @@ using KeySalt = std::array<std::uint8_t, 32>;
 
 SecretKey derive_instance_key(const MasterKey& master, const Uuid& id, std::uint32_t epoch, const KeySalt& salt);
 SecretKey derive_manifest_key(const MasterKey& master);
+SecretKey derive_ca_wrapping_key(const MasterKey& master);
 // The key that protects an export: from the operator's transport key
 // (any length, at least 16 bytes) and the export's random salt.
 SecretKey derive_transport_key(std::span<const std::uint8_t> operator_key, std::span<const std::uint8_t> salt);

@@ -72,6 +72,10 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
               {"last_command", timestamp_ms(i.counters.last_command_unix_ms)}}},
             {"state_bytes", {{"permanent", i.saved.permanent.size()}, {"save_state", i.saved.save_state.size()}}}};
   if (i.failed) j["failure"] = i.failure;
+  if (!i.provisioning.empty()) {
+    const Json provisioned = Json::parse(i.provisioning, nullptr, false);
+    if (!provisioned.is_discarded()) j["provisioning"] = provisioned;
+  }
   return j;
 }
 
@@ -83,7 +87,8 @@ void Handlers::dispatch(const std::string& method, const Json& params, Reply rep
       {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel},
       {"attach", &Handlers::attach}, {"detach", &Handlers::detach},
       {"export", &Handlers::export_instance}, {"import", &Handlers::import_instance},
-      {"set", &Handlers::set}, {"reseal", &Handlers::reseal}};
+      {"set", &Handlers::set}, {"reseal", &Handlers::reseal}, {"measure", &Handlers::measure},
+      {"eventlog", &Handlers::eventlog}, {"ca-cert", &Handlers::ca_cert}, {"reset", &Handlers::reset}};
   for (const auto& [name, handler] : kMethods) {
     if (method == name) return (this->*handler)(params, std::move(reply));
   }
@@ -154,7 +159,9 @@ void Handlers::add(const Json& params, Reply reply) {
   for (const auto& [key, value] : params.items()) {
     (swtpm::EndpointSpec::is_parameter(key) ? endpoint : own)[key] = value;
   }
-  if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size", "max_queued", "max_rate"}); !s) {
+  if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size", "max_queued", "max_rate",
+                                   "pcr_banks", "ek", "ek_certificates", "platform_certificate"});
+      !s) {
     return reply(s.error());
   }
   std::optional<swtpm::EndpointSpec> spec;
@@ -186,20 +193,43 @@ void Handlers::add(const Json& params, Reply reply) {
   auto rate = int_param(params, "max_rate", 0, 1000000);
   if (!rate) return reply(rate.error());
   options.limits = {static_cast<std::uint32_t>(queued->value_or(0)), static_cast<std::uint32_t>(rate->value_or(0))};
-  service_.add(options, [this, spec = std::move(spec), reply = std::move(reply)](Result<const Instance*> r) {
+  auto provision = provision_options(params);
+  if (!provision) return reply(provision.error());
+  if (Status s = provision->validate(options.version); !s) return reply(s.error());
+  if (!provision->empty() && provisioner_ == nullptr) {
+    return reply(make_error(ErrorCode::kUnsupported, "this daemon has no local CA; it cannot provision"));
+  }
+  service_.add(options, [this, provision = std::move(*provision), spec = std::move(spec),
+                         reply = std::move(reply)](Result<const Instance*> r) mutable {
     if (!r) return reply(r.error());
-    const Uuid id = (*r)->uuid;
-    if (spec) {
-      if (Status s = open_endpoints(id, *spec); !s) {
-        // All or nothing: an instance whose endpoints cannot open is not kept.
-        service_.remove(id, true, [reply, error = s.error()](Status) { reply(error); });
+    finish_add((*r)->uuid, std::move(provision), std::move(spec), std::move(reply));
+  });
+}
+
+void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optional<swtpm::EndpointSpec> spec,
+                          Reply reply) {
+  if (!provision.empty()) {
+    provisioner_->provision(id, std::move(provision), [this, id, spec = std::move(spec),
+                                                       reply = std::move(reply)](Result<std::string> done) mutable {
+      if (!done) {
+        // All or nothing: an instance whose provisioning failed is not kept.
+        service_.remove(id, true, [reply, error = done.error()](Status) { reply(error); });
         return;
       }
+      finish_add(id, ProvisionOptions{}, std::move(spec), std::move(reply));
+    });
+    return;
+  }
+  if (spec) {
+    if (Status s = open_endpoints(id, *spec); !s) {
+      // All or nothing: an instance whose endpoints cannot open is not kept.
+      service_.remove(id, true, [reply, error = s.error()](Status) { reply(error); });
+      return;
     }
-    auto shown = service_.show(id);
-    if (!shown) return reply(shown.error());
-    reply(instance_json(**shown, service_, swtpm_));
-  });
+  }
+  auto shown = service_.show(id);
+  if (!shown) return reply(shown.error());
+  reply(instance_json(**shown, service_, swtpm_));
 }
 
 void Handlers::remove(const Json& params, Reply reply) {

@@ -7,6 +7,7 @@
 
 #include "proto/control_message.h"
 #include "backends/swtpm/swtpm_backend.h"
+#include "src/core/provisioner.h"
 #include "src/core/service.h"
 #include "state/crypto.h"
 #include "state/root_of_trust.h"
@@ -25,8 +26,12 @@ class Handlers {
  public:
   using Reply = std::function<void(Result<Json>)>;
 
-  Handlers(Service& service, engine::Engine& engine, swtpm::SwtpmBackend& swtpm, state::Drbg& drbg, DaemonFacts facts)
-      : service_(service), engine_(engine), swtpm_(swtpm), drbg_(drbg), facts_(std::move(facts)) {}
+  // `provisioner` (null: no local CA) serves add's provisioning options,
+  // measure, eventlog and ca-cert (src/control/provisioning_handlers.cc).
+  Handlers(Service& service, engine::Engine& engine, swtpm::SwtpmBackend& swtpm, state::Drbg& drbg, DaemonFacts facts,
+           Provisioner* provisioner = nullptr)
+      : service_(service), engine_(engine), swtpm_(swtpm), drbg_(drbg), facts_(std::move(facts)),
+        provisioner_(provisioner) {}
 
   // Runs `method`; `reply` is called exactly once (maybe synchronously).
   void dispatch(const std::string& method, const Json& params, Reply reply);
@@ -49,6 +54,14 @@ class Handlers {
   void import_instance(const Json& params, Reply reply);
   void set(const Json& params, Reply reply);
   void reseal(const Json& params, Reply reply);
+  void measure(const Json& params, Reply reply);
+  void eventlog(const Json& params, Reply reply);
+  void ca_cert(const Json& params, Reply reply);
+  void reset(const Json& params, Reply reply);
+  // add's provisioning parameters (pcr_banks, ek, ek_certificates, platform_certificate).
+  static Result<ProvisionOptions> provision_options(const Json& params);
+  // After Service::add: provisions if asked, then opens endpoints, then replies.
+  void finish_add(const Uuid& id, ProvisionOptions options, std::optional<swtpm::EndpointSpec> spec, Reply reply);
   // Opens the endpoints and records them so they reopen at start-up.
   Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 
@@ -57,6 +70,7 @@ class Handlers {
   swtpm::SwtpmBackend& swtpm_;
   state::Drbg& drbg_;  // salts and nonces of export bundles
   DaemonFacts facts_;
+  Provisioner* provisioner_;
 };
 
 }  // namespace vtpm::control

@@ -15,7 +15,13 @@ state::InstanceRecord Instance::record(bool with_volatile) const {
   r.max_rate = limits.max_rate;
   r.blobs.permanent = saved.permanent;
   r.blobs.save_state = saved.save_state;
-  if (with_volatile) r.blobs.volatile_state = saved.volatile_state;
+  r.provisioning = provisioning;
+  // The log describes the PCRs, which live in the volatile state.
+  if (with_volatile) {
+    r.blobs.volatile_state = saved.volatile_state;
+    r.event_log = event_log;
+    r.guest_started = guest_started;
+  }
   return r;
 }
 

@@ -56,6 +56,12 @@ struct Instance {
   std::string channel_config;  // guest channels to reopen at start-up (JSON, backend-defined)
   InstanceLimits limits;
   Throttle throttle;
+  std::string provisioning;  // what `add` provisioned (JSON text); empty: nothing
+  // Measured launch (docs/provisioning.md): the event log of this boot's
+  // measurements, and whether anything but vtpmd has sent the TPM a
+  // command since the last power-on (the guest has started).
+  std::vector<std::uint8_t> event_log;
+  bool guest_started = false;
 
   const char* state_name() const { return failed ? "failed" : power == PowerState::kOn ? "running" : "stopped"; }
   engine::InstanceParams params() const { return {version, max_command_size, auto_startup}; }

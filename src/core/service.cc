@@ -212,7 +212,8 @@ void Service::note_completion(Instance& instance, const engine::Completion& done
   if (take_state_change(instance, done)) persist(instance);
 }
 
-void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done) {
+void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done,
+                   CommandOrigin origin) {
   auto found = usable(id);
   if (!found) return done(found.error());
   Instance& instance = **found;
@@ -233,6 +234,7 @@ void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality,
                                                  "); retry later"));
   }
   instance.counters.bytes_in += command.size();
+  if (origin == CommandOrigin::kClient) instance.guest_started = true;
   admit(instance, std::move(command), locality, std::move(done));
 }
 
@@ -316,6 +318,9 @@ void Service::power(const Uuid& id, PowerAction action, InstanceCallback done) {
     i->power = PowerState::kOn;
     i->failed = false;
     i->failure.clear();
+    // A new boot: PCRs are reset, so are the measurements that explained them.
+    i->guest_started = false;
+    i->event_log.clear();
     // A reset changes nothing durable (a guest reboot may do it thousands
     // of times); only a change of the power setting is saved.
     if (was_off) persist(*i);
@@ -341,6 +346,13 @@ void Service::cancel(const Uuid& id, StatusCallback done) {
   engine_.cancel(id, [done = std::move(done)](engine::Completion&& c) {
     done(c.ok ? Status::success() : Status(from_completion(c)));
   });
+}
+
+void Service::set_provisioning(const Uuid& id, std::string provisioning, StatusCallback done) {
+  auto found = usable(id);
+  if (!found) return done(found.error());
+  (*found)->provisioning = std::move(provisioning);
+  persister_.save((*found)->record(false), std::move(done));
 }
 
 Status Service::set_channel_config(const Uuid& id, std::string config) {
@@ -391,6 +403,8 @@ void Service::export_instance(const Uuid& id, RecordCallback done) {
     if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while exporting"));
     state::InstanceRecord record = i->record(false);
     record.blobs = std::move(*blobs);
+    record.event_log = i->event_log;  // they go with the volatile state
+    record.guest_started = i->guest_started;
     record.channels.clear();
     done(std::move(record));
   });
@@ -408,6 +422,11 @@ void Service::import_instance(state::InstanceRecord record, InstanceCallback don
   incoming.max_command_size = record.max_command_size;
   incoming.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
   incoming.limits = {record.max_queued, record.max_rate};
+  incoming.provisioning = record.provisioning;
+  if (!record.blobs.volatile_state.empty()) {
+    incoming.event_log = record.event_log;
+    incoming.guest_started = record.guest_started;
+  }
   incoming.saved.permanent = record.blobs.permanent;
   incoming.saved.save_state = record.blobs.save_state;
   auto added = registry_.add(std::move(incoming));
@@ -467,6 +486,7 @@ void Service::replace_state(const Uuid& id, std::optional<engine::StateBlobs> bl
       next.save_state = detached.save_state.value_or(i->saved.save_state);
     }
     if (max_command_size) i->max_command_size = *max_command_size;
+    if (blobs) i->event_log.clear();  // other PCRs: the log no longer describes them
     i->saved.permanent = next.permanent;
     i->saved.save_state = next.save_state;
     engine_.attach(id, i->params(), std::move(next), [this, id, done = std::move(done)](engine::Completion&& c) {
@@ -500,6 +520,12 @@ void Service::restore(state::InstanceRecord record) {
   instance.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
   instance.channel_config = record.channels;
   instance.limits = {record.max_queued, record.max_rate};
+  instance.provisioning = record.provisioning;
+  // The log resumes with the PCRs it describes, or not at all.
+  if (!record.blobs.volatile_state.empty()) {
+    instance.event_log = record.event_log;
+    instance.guest_started = record.guest_started;
+  }
   instance.saved = record.blobs;
   auto added = registry_.add(std::move(instance));
   if (!added) {
@@ -537,6 +563,8 @@ void Service::recover_lost(const Uuid& id, const std::string& why) {
   if (instance == nullptr || instance->removing) return;
   log_.error(id, "engine lost (" + why + "); restarting the TPM from its saved state, as after a power loss");
   instance->saved.volatile_state.clear();
+  instance->event_log.clear();
+  instance->guest_started = false;
   engine_.attach(id, instance->params(), instance->record(false).blobs, [this, id](engine::Completion&& c) {
     Instance* i = registry_.find(id);
     if (i == nullptr) return;

@@ -52,6 +52,10 @@ struct PlatformResult {
 
 enum class PowerAction { kOn, kOff, kReset, kGuestReset };
 
+// Who sent a command: a guest or client (which marks the guest as started,
+// see Instance::guest_started), or vtpmd itself provisioning or measuring.
+enum class CommandOrigin { kClient, kVtpmd };
+
 class Service {
  public:
   using InstanceCallback = std::function<void(Result<const Instance*>)>;
@@ -64,7 +68,8 @@ class Service {
 
   void add(const AddOptions& options, InstanceCallback done);
   void remove(const Uuid& id, bool force, StatusCallback done);
-  void exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done);
+  void exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done,
+            CommandOrigin origin = CommandOrigin::kClient);
   void power(const Uuid& id, PowerAction action, InstanceCallback done);
   void cancel(const Uuid& id, StatusCallback done);
   // Changes an instance's limits (0: back to the daemon's default) and saves them.
@@ -74,6 +79,8 @@ class Service {
   InstanceLimits effective_limits(const Instance& instance) const;
   std::size_t throttled(const Uuid& id) const;
 
+  // Records what was provisioned (JSON text) and saves it durably.
+  void set_provisioning(const Uuid& id, std::string provisioning, StatusCallback done);
   // Remembers (and saves) the instance's guest-channel configuration.
   Status set_channel_config(const Uuid& id, std::string config);
 

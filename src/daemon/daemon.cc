@@ -36,6 +36,7 @@ Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(lo
 Daemon::~Daemon() {
   server_.reset();
   handlers_.reset();
+  provisioner_.reset();
   swtpm_.reset();
   service_.reset();
   engine_.reset();
@@ -107,7 +108,12 @@ Status Daemon::start() {
     root_control_->reseal(std::move(policy), std::move(reply));
   };
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_, config_.max_connections);
-  handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, drbg_, facts);
+  auto ca = state::LocalCa::open(config_.state_dir, store_->master(), drbg_);
+  if (!ca) return make_error(ca.error().code, "local CA: " + ca.error().message);
+  ca_ = std::move(*ca);
+  if (ca_->created()) log_.info("local CA created: " + config_.state_dir + "/ca.pem (`vtpmctl ca-cert` exports it)");
+  provisioner_ = std::make_unique<Provisioner>(log_, *service_, registry_, *ca_);
+  handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, drbg_, facts, provisioner_.get());
   auto policy = control::AccessPolicy::parse(config_.control_admins, config_.control_readers, ::geteuid());
   if (!policy) return policy.error();
   server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_, std::move(*policy));

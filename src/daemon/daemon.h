@@ -15,11 +15,13 @@
 #include "src/core/instance.h"
 #include "src/core/log.h"
 #include "src/core/persister.h"
+#include "src/core/provisioner.h"
 #include "src/core/service.h"
 #include "src/core/uv_handle.h"
 #include "src/daemon/root_of_trust_control.h"
 #include "src/engine/engine.h"
 #include "state/crypto.h"
+#include "state/local_ca.h"
 #include "state/root_of_trust.h"
 #include "state/state_store.h"
 
@@ -56,6 +58,8 @@ class Daemon {
   std::unique_ptr<Persister> persister_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<Service> service_;
+  std::unique_ptr<state::LocalCa> ca_;
+  std::unique_ptr<Provisioner> provisioner_;
   std::unique_ptr<swtpm::SwtpmBackend> swtpm_;
   std::unique_ptr<control::Handlers> handlers_;
   std::unique_ptr<control::Server> server_;

@@ -1,5 +1,6 @@
 #include "tools/vtpmctl/cli.h"
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <charconv>
@@ -10,6 +11,7 @@
 
 #include "proto/hex.h"
 #include "proto/uuid.h"
+#include "tools/vtpmctl/file_digest.h"
 
 namespace vtpm::ctl {
 namespace {
@@ -165,9 +167,39 @@ Status apply_limit_flags(const std::map<std::string, std::string, std::less<>>& 
   return Status::success();
 }
 
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    out.emplace_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// --pcr-banks sha1,sha256  --ek rsa,ecc  --ek-cert  --platform-cert (the
+// daemon checks the names; vtpmctl only splits the lists).
+Status apply_provisioning_flags(const std::map<std::string, std::string, std::less<>>& flags, Json& params) {
+  for (const auto& [flag, key] : {std::pair{"--pcr-banks", "pcr_banks"}, std::pair{"--ek", "ek"}}) {
+    auto it = flags.find(flag);
+    if (it == flags.end()) continue;
+    const auto items = split_list(it->second);
+    for (const auto& item : items) {
+      if (item.empty()) return usage(std::string(flag) + ": empty name in " + in_quotes(it->second));
+    }
+    params[key] = items;
+  }
+  if (flags.contains("--ek-cert")) params["ek_certificates"] = true;
+  if (flags.contains("--platform-cert")) params["platform_certificate"] = true;
+  return Status::success();
+}
+
 Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
   std::vector<FlagSpec> kFlags = {{"--uuid", true},         {"--tpm", true},       {"--auto-startup", false},
-                                  {"--max-command-size", true}, {"--max-queued", true}, {"--max-rate", true}};
+                                  {"--max-command-size", true}, {"--max-queued", true}, {"--max-rate", true},
+                                  {"--pcr-banks", true},       {"--ek", true},        {"--ek-cert", false},
+                                  {"--platform-cert", false}};
   for (const auto& [flag, key] : kEndpointFlags) kFlags.push_back({flag, true});
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
@@ -193,6 +225,7 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
   }
   if (Status s = apply_limit_flags(flags, params); !s) return s.error();
   if (Status s = apply_endpoint_flags(flags, params); !s) return s.error();
+  if (Status s = apply_provisioning_flags(flags, params); !s) return s.error();
   return params;
 }
 
@@ -359,6 +392,78 @@ Result<Json> parse_sign_policy(std::string_view command, Args args, std::istream
               {"policy_file", split->flags.at("--output")}};
 }
 
+// measure U --pcr N (--file F | --digest ALG:HEX[,ALG:HEX...] | --data S) [--event TEXT] [--force]
+Result<Json> parse_measure(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 7> kFlags = {{{"--pcr", true},
+                                                      {"--event-type", true},
+                                                      {"--file", true},
+                                                      {"--digest", true},
+                                                      {"--data", true},
+                                                      {"--event", true},
+                                                      {"--force", false}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  const auto& flags = split->flags;
+  Json params{{"uuid", *uuid}};
+  auto pcr_flag = flags.find("--pcr");
+  if (pcr_flag == flags.end()) return usage("measure: --pcr N is required (e.g. 4 for a kernel, 5 for its command line)");
+  const auto pcr = parse_integer(pcr_flag->second);
+  if (!pcr || *pcr < 0 || *pcr > 23) return usage("--pcr: expected 0..23, got " + in_quotes(pcr_flag->second));
+  params["pcr"] = *pcr;
+  const int sources = static_cast<int>(flags.contains("--file")) + static_cast<int>(flags.contains("--digest")) +
+                      static_cast<int>(flags.contains("--data"));
+  if (sources != 1) return usage("measure: give exactly one of --file F, --digest ALG:HEX, --data S");
+  if (auto it = flags.find("--file"); it != flags.end()) {
+    auto digests = digest_file(it->second);
+    if (!digests) return digests.error();
+    params["digests"] = std::move(*digests);
+    params["event"] = it->second;
+  } else if (auto it = flags.find("--digest"); it != flags.end()) {
+    Json digests = Json::object();
+    for (const auto& item : split_list(it->second)) {
+      const auto colon = item.find(':');
+      if (colon == std::string::npos || colon == 0) return usage("--digest: expected ALG:HEX, got " + in_quotes(item));
+      auto bytes = from_hex(item.substr(colon + 1));
+      if (!bytes || bytes->empty()) return usage("--digest: bad hex in " + in_quotes(item));
+      digests[item.substr(0, colon)] = to_hex(*bytes);
+    }
+    params["digests"] = std::move(digests);
+  } else {
+    params["data"] = flags.at("--data");
+  }
+  if (auto it = flags.find("--event"); it != flags.end()) params["event"] = it->second;
+  if (auto it = flags.find("--event-type"); it != flags.end()) {
+    // Decimal or 0x-prefixed hex, as the TCG tables list them.
+    unsigned long long type = 0;
+    const std::string& v = it->second;
+    const bool hex = v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
+    const char* begin = v.data() + (hex ? 2 : 0);
+    const auto [end, ec] = std::from_chars(begin, v.data() + v.size(), type, hex ? 16 : 10);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || type > 0xffffffffULL) {
+      return usage("--event-type: expected a 32-bit number (e.g. 0xd for EV_IPL), got " + in_quotes(v));
+    }
+    params["event_type"] = type;
+  }
+  if (flags.contains("--force")) params["force"] = true;
+  return params;
+}
+
+// eventlog U [--output FILE]: the binary log goes to FILE or stdout.
+Result<Json> parse_eventlog(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 1> kFlags = {{{"--output", true}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
+  auto uuid = parse_uuid(split->positional[0]);
+  if (!uuid) return uuid.error();
+  Json params{{"uuid", *uuid}};
+  if (auto it = split->flags.find("--output"); it != split->flags.end()) params["output"] = it->second;
+  return params;
+}
+
 using CommandParser = Result<Json> (*)(std::string_view, Args, std::istream&);
 
 struct CommandSpec {
@@ -366,7 +471,11 @@ struct CommandSpec {
   CommandParser parse;
 };
 
-constexpr std::array<CommandSpec, 16> kCommands = {{
+constexpr std::array<CommandSpec, 20> kCommands = {{
+    {"measure", parse_measure},
+    {"eventlog", parse_eventlog},
+    {"ca-cert", parse_no_args},
+    {"reset", parse_uuid_only},
     {"set", parse_set},
     {"reseal", parse_reseal},
     {"sign-policy", parse_sign_policy},

@@ -173,6 +173,25 @@ Result<std::string> format_human(std::string_view method, const Json& result) {
   if (method == "import") return with_uuid(result, "imported ");
   if (method == "reseal") return "resealed: " + text(result, "policy") + "\n";
   if (method == "cancel") return with_uuid(result, "cancel requested for ");
+  if (method == "ca-cert") {
+    auto pem = required_string(result, "pem");
+    if (!pem) return pem.error();
+    return *pem;
+  }
+  if (method == "measure") {
+    std::string out = "PCR " + text(result, "pcr") + " of " + text(result, "uuid") + " extended (event " +
+                      text(result, "events") + "):\n";
+    const Json& digests = member(result, "digests");
+    if (digests.is_object()) {
+      for (const auto& [bank, digest] : digests.items()) {
+        out += "  " + bank + ": " + (digest.is_string() ? digest.get<std::string>() : std::string("-")) + "\n";
+      }
+    }
+    return out;
+  }
+  if (method == "reset") {
+    return text(result, "uuid") + ": TPM reset (power-on), state " + text(result, "state") + "\n";
+  }
   if (method == "power") {
     return text(result, "uuid") + ": power " + text(result, "power") + ", state " + text(result, "state") + "\n";
   }

@@ -35,10 +35,15 @@ int fail(ExitCode code, std::string_view message) {
   return code;
 }
 
-// export: the bundle goes to a new file, readable by its owner only.
-Status write_bundle(const std::string& path, const control::Json& result) {
-  auto bytes = from_hex(result.value("bundle", std::string()));
-  if (!bytes || bytes->empty()) return make_error(ErrorCode::kCorrupt, "the daemon sent no bundle");
+// export's bundle and eventlog's log: the hex field `field` of the result,
+// as bytes; to a new file readable by its owner only, or to stdout.
+Status write_binary(const std::string& path, const control::Json& result, const char* field) {
+  auto bytes = from_hex(result.value(field, std::string()));
+  if (!bytes || bytes->empty()) return make_error(ErrorCode::kCorrupt, std::string("the daemon sent no ") + field);
+  if (path.empty()) {
+    std::cout.write(reinterpret_cast<const char*>(bytes->data()), static_cast<std::streamsize>(bytes->size()));
+    return Status::success();
+  }
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return make_error(ErrorCode::kIo, "cannot create " + path + ": " + std::strerror(errno));
   std::size_t done = 0;
@@ -60,8 +65,12 @@ int run_request(const Invocation& inv) {
     const Error& error = response->error;
     return fail(kDaemonError, std::string(error_code_name(error.code)) + ": " + error.message);
   }
+  if (inv.method == "eventlog" && !inv.json) {
+    if (Status s = write_binary(inv.output_path, response->result, "event_log"); !s) return fail(kDaemonError, s.error().message);
+    return kOk;
+  }
   if (!inv.output_path.empty()) {
-    if (Status s = write_bundle(inv.output_path, response->result); !s) return fail(kDaemonError, s.error().message);
+    if (Status s = write_binary(inv.output_path, response->result, "bundle"); !s) return fail(kDaemonError, s.error().message);
   }
   if (inv.json) {
     std::cout << format_json(response->result);

@@ -17,7 +17,13 @@ Options (accepted before or after the command):
 Commands:
   add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N]
       [--max-queued N] [--max-rate N] [ENDPOINT...]
-                      create an instance and print its UUID (U=$(vtpmctl add))
+      [--pcr-banks sha1,sha256,sha384,sha512] [--ek rsa,ecc] [--ek-cert] [--platform-cert]
+                      create an instance and print its UUID (U=$(vtpmctl add));
+                      TPM 2.0 manufacture: active PCR banks, EKs from the TCG
+                      templates (persistent 0x81010001 RSA, 0x81010002 ECC), EK
+                      certificates (NV 0x01c00002, 0x01c0000a) and a platform
+                      certificate (NV 0x01c08000) from vtpmd's local CA;
+                      TPM 1.2: --ek rsa only (TPM_CreateEndorsementKeyPair)
   attach U ENDPOINT...
                       open swtpm-compatible endpoints for an instance:
                         --swtpm-path P   data socket P, control socket P.ctrl
@@ -54,6 +60,18 @@ Commands:
   sign-policy --key PRIVATE.pem --pcr-values BANK:N=HEX,... --output FILE [--pcrs SEL]
                       offline: sign a policy for future PCR values with the
                       operator key; put FILE in vtpmd's --tpm-signed-policies DIR
+  ca-cert             print the local CA's certificate (PEM): what verifiers trust
+  measure U --pcr N (--file F | --digest ALG:HEX[,ALG:HEX...] | --data S)
+          [--event TEXT] [--event-type N] [--force]
+                      extend PCR N in every active bank before the guest starts
+                      (kernel into 4, command line and initrd into 5) and log it;
+                      refused once the guest has sent commands, unless --force;
+                      event type: EV_IPL in PCRs 8, 9, 12, 14, else EV_COMPACT_HASH
+  eventlog U [--output FILE]
+                      the TCG event log of the measurements since the last
+                      power-on (binary, for tpm2_eventlog) to FILE or stdout
+  reset U             re-run the TPM's power-on (a guest reboot); the event log
+                      starts over
   help                print this help
 
 Exit status:

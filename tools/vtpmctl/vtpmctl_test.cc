@@ -157,3 +157,62 @@ TEST_CASE("status tolerates missing fields") {
   const std::string with_shard = vtpm::ctl::format_status({{"engine", {{"shards", {shard}}}}});
   CHECK(with_shard.find("250") != std::string::npos);
 }
+
+TEST_CASE("add provisioning options") {
+  auto inv = parse({"add", "--pcr-banks", "sha1,sha384", "--ek=rsa,ecc", "--ek-cert", "--platform-cert"});
+  REQUIRE(inv);
+  CHECK(inv->params == Json{{"pcr_banks", {"sha1", "sha384"}},
+                            {"ek", {"rsa", "ecc"}},
+                            {"ek_certificates", true},
+                            {"platform_certificate", true}});
+  CHECK_FALSE(parse({"add", "--pcr-banks", "sha1,"}));
+  CHECK_FALSE(parse({"add", "--ek"}));
+  CHECK_FALSE(parse({"add", "--ek-cert=yes"}));
+}
+
+TEST_CASE("measure, eventlog, ca-cert, reset") {
+  const std::string dir = std::filesystem::temp_directory_path() / ("vtpmctl-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string file = dir + "/kernel";
+  std::ofstream(file) << "abc";
+  auto inv = parse({"measure", kUuid, "--pcr", "4", "--file", file});
+  REQUIRE(inv);
+  CHECK(inv->params["pcr"] == 4);
+  CHECK(inv->params["event"] == file);
+  CHECK(inv->params["digests"]["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(inv->params["digests"]["sha1"] == "a9993e364706816aba3e25717850c26c9cd0d89d");
+  CHECK(inv->params["digests"].size() == 4);
+  std::filesystem::remove_all(dir);
+
+  inv = parse({"measure", kUuid, "--pcr=5", "--data", "console=ttyS0", "--force", "--event-type", "0xd"});
+  REQUIRE(inv);
+  CHECK(inv->params == Json{{"uuid", kUuidLower}, {"pcr", 5}, {"data", "console=ttyS0"}, {"force", true},
+                            {"event_type", 13}});
+  inv = parse({"measure", kUuid, "--pcr", "5", "--digest", "sha256:AB01,sha1:cd"});
+  REQUIRE(inv);
+  CHECK(inv->params["digests"] == Json{{"sha256", "ab01"}, {"sha1", "cd"}});
+
+  CHECK_FALSE(parse({"measure", kUuid, "--data", "x"}));                        // no --pcr
+  CHECK_FALSE(parse({"measure", kUuid, "--pcr", "24", "--data", "x"}));
+  CHECK_FALSE(parse({"measure", kUuid, "--pcr", "4"}));                        // no source
+  CHECK_FALSE(parse({"measure", kUuid, "--pcr", "4", "--data", "x", "--digest", "sha1:00"}));
+  CHECK_FALSE(parse({"measure", kUuid, "--pcr", "4", "--file", "/nonexistent/file"}));
+  CHECK_FALSE(parse({"measure", kUuid, "--pcr", "4", "--digest", "sha256"}));
+  CHECK_FALSE(parse({"measure", kUuid, "--pcr", "4", "--digest", "sha256:xyz"}));
+  CHECK_FALSE(parse({"measure", kUuid, "--pcr", "4", "--data", "x", "--event-type", "4294967296"}));
+
+  inv = parse({"eventlog", kUuid, "--output", "/tmp/log.bin"});
+  REQUIRE(inv);
+  CHECK(inv->params == Json{{"uuid", kUuidLower}});
+  CHECK(inv->output_path == "/tmp/log.bin");
+  CHECK(parse({"ca-cert"})->method == "ca-cert");
+  CHECK_FALSE(parse({"ca-cert", kUuid}));
+  CHECK(parse({"reset", kUuid})->params == Json{{"uuid", kUuidLower}});
+}
+
+TEST_CASE("human output of the provisioning commands") {
+  CHECK(vtpm::ctl::format_human("ca-cert", Json{{"pem", "PEM\n"}}).value() == "PEM\n");
+  const auto measured = vtpm::ctl::format_human(
+      "measure", Json{{"uuid", kUuidLower}, {"pcr", 4}, {"events", 1}, {"digests", {{"sha256", "ab"}}}});
+  CHECK(measured.value() == std::string("PCR 4 of ") + kUuidLower + " extended (event 1):\n  sha256: ab\n");
+}

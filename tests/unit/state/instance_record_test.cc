@@ -276,3 +276,29 @@ TEST_CASE("instance_record: numeric metadata must be an integer in the field's r
 }
 
 }  // namespace vtpm::state
+
+namespace vtpm::state {
+
+TEST_CASE("instance_record: provisioning summary and event log round-trip; older records have neither") {
+  InstanceRecord r = sample_record();
+  r.provisioning = R"({"ek":[{"type":"rsa"}],"pcr_banks":["sha256"]})";
+  r.event_log = {1, 2, 3, 0xff};
+  r.guest_started = true;
+  auto back = decode_record(encode_record(r));
+  REQUIRE(back.ok());
+  CHECK(back->provisioning == r.provisioning);
+  CHECK(back->event_log == r.event_log);
+  CHECK(back->guest_started);
+  const InstanceRecord plain = sample_record();
+  const Bytes encoded = encode_record(plain);
+  const std::string text(encoded.begin(), encoded.end());
+  CHECK(text.find("provisioning") == std::string::npos);
+  CHECK(text.find("event_log") == std::string::npos);
+  auto old = decode_record(encoded);
+  REQUIRE(old.ok());
+  CHECK(old->provisioning.empty());
+  CHECK(old->event_log.empty());
+  CHECK_FALSE(old->guest_started);
+}
+
+}  // namespace vtpm::state

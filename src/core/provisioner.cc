@@ -1,0 +1,504 @@
+#include "src/core/provisioner.h"
+
+#include <mbedtls/md.h>
+#include <mbedtls/sha1.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "proto/event_log.h"
+#include "proto/tpm12_commands.h"
+#include "state/certificates.h"
+
+namespace vtpm {
+namespace {
+
+// A measured launch records a handful of events; this bounds what a
+// misbehaving toolstack can add to an instance's record.
+constexpr std::size_t kMaxEventLog = 256 * 1024;
+
+using Next = std::function<void(Status)>;
+using Step = std::function<void(Next)>;
+
+// Runs `steps` one after another; the first error ends the run.
+void run_steps(std::shared_ptr<std::vector<Step>> steps, std::size_t at, std::function<void(Status)> done) {
+  if (at == steps->size()) return done(Status::success());
+  Step& step = (*steps)[at];
+  step([steps, at, done = std::move(done)](Status s) mutable {
+    if (!s) return done(std::move(s));
+    run_steps(std::move(steps), at + 1, std::move(done));
+  });
+}
+
+std::string hex32(std::uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+// One instance's TPM as the steps see it.
+struct Tpm {
+  Service& service;
+  Uuid id;
+
+  // Sends `command`; a TPM error code in `accept` counts as success
+  // (without a response to look at), any other ends the run naming `what`.
+  void send(std::string what, Bytes command, std::size_t handles, bool sessions, Next next,
+            std::function<Status(const tpm2::Response&)> then = {}, std::vector<std::uint32_t> accept = {}) const {
+    service.exec(
+        id, std::move(command), 0,
+        [what = std::move(what), handles, sessions, next = std::move(next), then = std::move(then),
+         accept = std::move(accept)](Result<ExecResult> r) {
+          if (!r) return next(make_error(r.error().code, what + ": " + r.error().message));
+          auto parsed = tpm2::parse_response(r->response, handles, sessions);
+          if (!parsed) return next(make_error(parsed.error().code, what + ": " + parsed.error().message));
+          if (parsed->rc != 0) {
+            if (std::find(accept.begin(), accept.end(), parsed->rc) != accept.end()) return next(Status::success());
+            return next(make_error(ErrorCode::kTpmFailure, what + " failed: " + tpm2::rc_text(parsed->rc)));
+          }
+          next(then ? then(*parsed) : Status::success());
+        },
+        CommandOrigin::kVtpmd);
+  }
+
+  // A TPM 1.2 command: `check` sees the whole response.
+  void send12(std::string what, Bytes command, std::function<Status(const Bytes&)> check, Next next) const {
+    service.exec(
+        id, std::move(command), 0,
+        [what = std::move(what), check = std::move(check), next = std::move(next)](Result<ExecResult> r) {
+          if (!r) return next(make_error(r.error().code, what + ": " + r.error().message));
+          next(check(r->response));
+        },
+        CommandOrigin::kVtpmd);
+  }
+
+  void startup(Next next) const {
+    send("Startup(CLEAR)", tpm2::startup(true), 0, false, std::move(next), {}, {tpm2::kRcInitialize});
+  }
+
+  // _TPM_Init without the automatic Startup: the next Startup is ours.
+  void power_cycle(Next next) const {
+    service.power(id, PowerAction::kGuestReset, [next = std::move(next)](Result<const Instance*> r) {
+      next(r ? Status::success() : Status(r.error()));
+    });
+  }
+
+  // Defines `index` for `data`, writes it in chunks and write-locks it.
+  void write_certificate(TPM2_HANDLE index, std::shared_ptr<const Bytes> data, Next next) const {
+    const Tpm self = *this;
+    send("NV_DefineSpace " + hex32(index),
+         tpm2::nv_define_space(TPM2_RH_PLATFORM, index, tpm2::kCertificateNvAttributes,
+                               static_cast<std::uint16_t>(data->size())),
+         0, true, [self, index, data, next = std::move(next)](Status s) mutable {
+           if (!s) return next(std::move(s));
+           self.write_chunks(index, data, 0, std::move(next));
+         });
+  }
+
+  void write_chunks(TPM2_HANDLE index, std::shared_ptr<const Bytes> data, std::size_t offset, Next next) const {
+    const Tpm self = *this;
+    if (offset >= data->size()) {
+      return send("NV_WriteLock " + hex32(index), tpm2::nv_write_lock(TPM2_RH_PLATFORM, index), 0, true,
+                  std::move(next));
+    }
+    // A chunk plus NV_Write's header, handles and session must fit the
+    // instance's command size limit (1024 at least).
+    std::size_t chunk = tpm2::kNvWriteChunk;
+    if (auto instance = service.show(id); instance && (*instance)->max_command_size < chunk + 64) {
+      chunk = (*instance)->max_command_size - 64;
+    }
+    const std::size_t n = std::min(chunk, data->size() - offset);
+    send("NV_Write " + hex32(index),
+         tpm2::nv_write(TPM2_RH_PLATFORM, index, std::span(*data).subspan(offset, n), static_cast<std::uint16_t>(offset)),
+         0, true, [self, index, data, offset, n, next = std::move(next)](Status s) mutable {
+           if (!s) return next(std::move(s));
+           self.write_chunks(index, data, offset + n, std::move(next));
+         });
+  }
+};
+
+std::string hex_upper32(std::uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08X", v);
+  return buf;
+}
+
+state::TpmIdentity identity_of(const tpm2::TpmProperties& p) {
+  state::TpmIdentity id;
+  id.manufacturer = "id:" + hex_upper32(p.manufacturer);
+  id.model = p.vendor.empty() ? "unknown" : p.vendor;
+  id.version = "id:" + hex_upper32(p.firmware_version_1);
+  id.spec_level = p.level;
+  id.spec_revision = p.revision;
+  return id;
+}
+
+Result<Bytes> hash(TPM2_ALG_ID alg, std::span<const std::uint8_t> data) {
+  mbedtls_md_type_t type = MBEDTLS_MD_NONE;
+  switch (alg) {
+    case TPM2_ALG_SHA1: type = MBEDTLS_MD_SHA1; break;
+    case TPM2_ALG_SHA256: type = MBEDTLS_MD_SHA256; break;
+    case TPM2_ALG_SHA384: type = MBEDTLS_MD_SHA384; break;
+    case TPM2_ALG_SHA512: type = MBEDTLS_MD_SHA512; break;
+    default: return make_error(ErrorCode::kUnsupported, "no hash for algorithm " + std::to_string(alg));
+  }
+  Bytes out(tpm2::digest_size(alg));
+  if (mbedtls_md(mbedtls_md_info_from_type(type), data.data(), data.size(), out.data()) != 0) {
+    return make_error(ErrorCode::kInternal, "hashing failed");
+  }
+  return out;
+}
+
+std::string bank_list(std::span<const TPM2_ALG_ID> banks) {
+  std::string out;
+  for (TPM2_ALG_ID alg : banks) out += (out.empty() ? "" : ", ") + std::string(tpm2::bank_name(alg));
+  return out;
+}
+
+}  // namespace
+
+Status ProvisionOptions::validate(TpmVersion version) const {
+  if (empty() && !ek_certificates && !platform_certificate) return Status::success();
+  if (version == TpmVersion::k12) {
+    // libtpms' TPM 1.2 has one RSA 2048 EK, made by TPM_CreateEndorsementKeyPair.
+    if (!pcr_banks.empty()) return make_error(ErrorCode::kUnsupported, "PCR banks are a TPM 2.0 feature");
+    if (endorsement_keys != std::vector<tpm2::EkKind>{tpm2::EkKind::kRsa2048}) {
+      return make_error(ErrorCode::kUnsupported, "a TPM 1.2 has one RSA endorsement key: use ek [\"rsa\"]");
+    }
+    if (ek_certificates || platform_certificate) {
+      return make_error(ErrorCode::kUnsupported, "certificates for TPM 1.2 instances are not implemented");
+    }
+    return Status::success();
+  }
+  if (ek_certificates && endorsement_keys.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "ek_certificates needs at least one EK (parameter 'ek')");
+  }
+  if (platform_certificate && !ek_certificates) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "platform_certificate needs ek_certificates (its holder is the EK certificate)");
+  }
+  return Status::success();
+}
+
+void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done) {
+  if (const Instance* instance = registry_.find(id); instance != nullptr && instance->version == TpmVersion::k12) {
+    return provision_tpm12(id, std::move(done));
+  }
+  struct Job {
+    ProvisionOptions options;
+    tpm2::TpmProperties properties;
+    std::vector<TPM2_ALG_ID> banks;
+    TPM2_HANDLE transient = 0;
+    std::map<tpm2::EkKind, tpm2::PublicKey> keys;
+    std::optional<state::IssuedCertificate> holder;  // the platform certificate's EK certificate
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  };
+  auto job = std::make_shared<Job>();
+  job->options = std::move(options);
+  const Tpm tpm{service_, id};
+  const Logger& log = log_;
+  state::LocalCa& ca = ca_;
+  auto progress = [&log, id, job](const std::string& what) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started);
+    log.info(id, "provisioning: " + what + " (" + std::to_string(ms.count()) + " ms)");
+  };
+
+  auto steps = std::make_shared<std::vector<Step>>();
+  steps->push_back([tpm](Next next) { tpm.startup(std::move(next)); });
+  if (!job->options.pcr_banks.empty()) {
+    steps->push_back([tpm, job](Next next) {
+      tpm.send("PCR_Allocate", tpm2::pcr_allocate(job->options.pcr_banks), 0, true, std::move(next),
+               [](const tpm2::Response& r) -> Status {
+                 auto ok = tpm2::parse_pcr_allocate(r.parameters);
+                 if (!ok) return ok.error();
+                 if (!*ok) return make_error(ErrorCode::kTpmFailure, "PCR_Allocate: the TPM refused the allocation");
+                 return Status::success();
+               });
+    });
+    // The allocation takes effect at the next TPM reset.
+    steps->push_back([tpm](Next next) { tpm.send("Shutdown(CLEAR)", tpm2::shutdown(true), 0, false, std::move(next)); });
+    steps->push_back([tpm](Next next) { tpm.power_cycle(std::move(next)); });
+    steps->push_back([tpm, progress](Next next) {
+      progress("PCR banks allocated");
+      tpm.startup(std::move(next));
+    });
+  }
+  steps->push_back([tpm, job](Next next) {
+    tpm.send("GetCapability(PCRS)", tpm2::get_capability_pcrs(), 0, false, std::move(next),
+             [job](const tpm2::Response& r) -> Status {
+               auto banks = tpm2::parse_active_banks(r.parameters);
+               if (!banks) return banks.error();
+               job->banks = std::move(*banks);
+               return Status::success();
+             });
+  });
+  steps->push_back([tpm, job](Next next) {
+    tpm.send("GetCapability(TPM_PROPERTIES)", tpm2::get_capability_fixed_properties(), 0, false, std::move(next),
+             [job](const tpm2::Response& r) -> Status {
+               auto p = tpm2::parse_fixed_properties(r.parameters);
+               if (!p) return p.error();
+               job->properties = std::move(*p);
+               return Status::success();
+             });
+  });
+  for (const tpm2::EkKind kind : job->options.endorsement_keys) {
+    const std::string name(tpm2::ek_name(kind));
+    steps->push_back([tpm, job, kind, name](Next next) {
+      tpm.send("CreatePrimary(" + name + " EK)", tpm2::create_primary(TPM2_RH_ENDORSEMENT, tpm2::ek_template(kind)), 1,
+               true, std::move(next), [job, kind](const tpm2::Response& r) -> Status {
+                 auto key = tpm2::parse_create_primary(r.parameters);
+                 if (!key) return key.error();
+                 if (key->kind != kind) return make_error(ErrorCode::kTpmFailure, "CreatePrimary made the wrong key type");
+                 job->transient = r.handles.at(0);
+                 job->keys[kind] = std::move(*key);
+                 return Status::success();
+               });
+    });
+    steps->push_back([tpm, job, kind, name, progress](Next next) {
+      progress(name + " EK created");
+      tpm.send("EvictControl(" + name + " EK)",
+               tpm2::evict_control(TPM2_RH_OWNER, job->transient, tpm2::ek_persistent_handle(kind)), 0, true,
+               std::move(next));
+    });
+    steps->push_back([tpm, job](Next next) {
+      tpm.send("FlushContext", tpm2::flush_context(job->transient), 0, false, std::move(next));
+    });
+    if (job->options.ek_certificates) {
+      steps->push_back([tpm, job, kind, name, &ca, progress](Next next) {
+        auto cert = state::issue_ek_certificate(ca, job->keys.at(kind), identity_of(job->properties));
+        if (!cert) return next(cert.error());
+        if (!job->holder) job->holder = *cert;
+        progress(name + " EK certificate issued (" + std::to_string(cert->der.size()) + " bytes)");
+        tpm.write_certificate(tpm2::ek_cert_index(kind), std::make_shared<const Bytes>(std::move(cert->der)),
+                              std::move(next));
+      });
+    }
+  }
+  if (job->options.platform_certificate) {
+    steps->push_back([tpm, job, id, &ca, progress](Next next) {
+      state::PlatformIdentity platform;
+      platform.version = VTPMD_VERSION;
+      platform.serial = id.to_string();
+      auto cert = state::issue_platform_certificate(ca, *job->holder, platform);
+      if (!cert) return next(cert.error());
+      progress("platform certificate issued (" + std::to_string(cert->size()) + " bytes)");
+      tpm.write_certificate(tpm2::kPlatformCertIndex, std::make_shared<const Bytes>(std::move(*cert)), std::move(next));
+    });
+  }
+  // Leave the TPM as swtpm_setup does: shut down in order, so the guest's
+  // firmware makes the first Startup of its own power-on.
+  steps->push_back([tpm](Next next) { tpm.send("Shutdown(CLEAR)", tpm2::shutdown(true), 0, false, std::move(next)); });
+  steps->push_back([tpm](Next next) {
+    tpm.service.power(tpm.id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
+      next(r ? Status::success() : Status(r.error()));
+    });
+  });
+
+  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, job, done = std::move(done)](Status s) {
+    if (alive.expired()) return;
+    if (!s) {
+      log_.error(id, "provisioning failed: " + s.error().message);
+      return done(s.error());
+    }
+    nlohmann::json summary = {{"pcr_banks", nlohmann::json::array()}, {"ek", nlohmann::json::array()}};
+    for (TPM2_ALG_ID alg : job->banks) summary["pcr_banks"].push_back(tpm2::bank_name(alg));
+    for (tpm2::EkKind kind : job->options.endorsement_keys) {
+      nlohmann::json ek = {{"type", tpm2::ek_name(kind)}, {"handle", hex32(tpm2::ek_persistent_handle(kind))}};
+      if (job->options.ek_certificates) ek["certificate_index"] = hex32(tpm2::ek_cert_index(kind));
+      summary["ek"].push_back(ek);
+    }
+    if (job->options.platform_certificate) summary["platform_certificate_index"] = hex32(tpm2::kPlatformCertIndex);
+    const std::string text = summary.dump();
+    service_.set_provisioning(id, text, [this, alive, id, job, text, done](Status saved) {
+      if (alive.expired()) return;
+      if (!saved) return done(saved.error());
+      const auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started);
+      log_.info(id, "provisioned in " + std::to_string(ms.count()) + " ms: " + text);
+      done(text);
+    });
+  });
+}
+
+void Provisioner::provision_tpm12(const Uuid& id, std::function<void(Result<std::string>)> done) {
+  auto nonce = std::make_shared<tpm12::Nonce>();
+  if (Status s = ca_.drbg().fill(*nonce); !s) return done(s.error());
+  const auto started = std::chrono::steady_clock::now();
+  const Tpm tpm{service_, id};
+  auto steps = std::make_shared<std::vector<Step>>();
+  steps->push_back([tpm](Next next) {
+    tpm.send12("TPM_Startup(ST_CLEAR)", tpm12::startup_clear(), [](const Bytes& r) -> Status {
+      const std::uint32_t rc = tpm12::response_code(r);
+      if (rc == 0 || rc == tpm12::kInvalidPostInit) return Status::success();
+      return make_error(ErrorCode::kTpmFailure, "TPM_Startup failed: TPM 1.2 rc " + std::to_string(rc));
+    }, std::move(next));
+  });
+  steps->push_back([tpm, nonce](Next next) {
+    tpm.send12("TPM_CreateEndorsementKeyPair", tpm12::create_endorsement_key_pair(*nonce), [nonce](const Bytes& r) -> Status {
+      auto ek = tpm12::parse_create_endorsement_key_pair(r);
+      if (!ek) return ek.error();
+      // The TPM proves the key is fresh: checksum = SHA-1(pubkey || antiReplay).
+      Bytes covered = ek->pubkey;
+      covered.insert(covered.end(), nonce->begin(), nonce->end());
+      Bytes expected(20);
+      if (mbedtls_sha1_ret(covered.data(), covered.size(), expected.data()) != 0 || expected != ek->checksum) {
+        return make_error(ErrorCode::kTpmFailure, "TPM_CreateEndorsementKeyPair: checksum does not match the nonce");
+      }
+      return Status::success();
+    }, std::move(next));
+  });
+  steps->push_back([tpm](Next next) {
+    tpm.service.power(tpm.id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
+      next(r ? Status::success() : Status(r.error()));
+    });
+  });
+  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, started, done = std::move(done)](Status s) {
+    if (alive.expired()) return;
+    if (!s) {
+      log_.error(id, "provisioning failed: " + s.error().message);
+      return done(s.error());
+    }
+    const std::string text = R"({"ek":[{"type":"rsa"}]})";
+    service_.set_provisioning(id, text, [this, alive, id, started, text, done](Status saved) {
+      if (alive.expired()) return;
+      if (!saved) return done(saved.error());
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+      log_.info(id, "provisioned (TPM 1.2 EK) in " + std::to_string(ms.count()) + " ms");
+      done(text);
+    });
+  });
+}
+
+void Provisioner::measure(const Uuid& id, MeasureRequest request, std::function<void(Result<MeasureResult>)> done) {
+  auto found = registry_.get(id);
+  if (!found) return done(found.error());
+  const Instance& instance = **found;
+  if (instance.version != TpmVersion::k20) {
+    return done(make_error(ErrorCode::kUnsupported, "measure: instance " + id.to_string() + " is a TPM 1.2"));
+  }
+  if (instance.failed || instance.removing || instance.power != PowerState::kOn) {
+    return done(make_error(ErrorCode::kUnavailable, "measure: instance " + id.to_string() + " is " +
+                                                        (instance.removing ? "being removed" : instance.state_name())));
+  }
+  if (instance.guest_started && !request.force) {
+    return done(make_error(ErrorCode::kInvalidArgument,
+                           "measure: the guest of " + id.to_string() +
+                               " has started (its TPM has had commands since power-on); a measurement now would not "
+                               "describe its launch. Reset it first (vtpmctl reset) or use --force"));
+  }
+  if (request.pcr > 23) return done(make_error(ErrorCode::kInvalidArgument, "measure: PCR must be 0..23"));
+  if (instance.event_log.size() + request.event_data.size() > kMaxEventLog) {
+    return done(make_error(ErrorCode::kTooLarge, "measure: the event log is full (" +
+                                                     std::to_string(kMaxEventLog / 1024) + " KiB)"));
+  }
+
+  struct Job {
+    MeasureRequest request;
+    std::vector<TPM2_ALG_ID> banks;
+    std::vector<tpm2::PcrDigest> digests;
+  };
+  auto job = std::make_shared<Job>();
+  job->request = std::move(request);
+  const Tpm tpm{service_, id};
+  auto steps = std::make_shared<std::vector<Step>>();
+  // The toolstack measures before the guest's firmware runs: if the TPM
+  // awaits its Startup, vtpmd makes it (the guest's then answers
+  // TPM_RC_INITIALIZE, which firmware and kernels accept).
+  steps->push_back([tpm](Next next) { tpm.startup(std::move(next)); });
+  steps->push_back([tpm, job](Next next) {
+    tpm.send("GetCapability(PCRS)", tpm2::get_capability_pcrs(), 0, false, std::move(next),
+             [job](const tpm2::Response& r) -> Status {
+               auto banks = tpm2::parse_active_banks(r.parameters);
+               if (!banks) return banks.error();
+               job->banks = std::move(*banks);
+               for (TPM2_ALG_ID alg : job->banks) {
+                 if (job->request.data) {
+                   auto d = hash(alg, *job->request.data);
+                   if (!d) return d.error();
+                   job->digests.push_back({alg, std::move(*d)});
+                   continue;
+                 }
+                 auto given = job->request.digests.find(alg);
+                 if (given == job->request.digests.end()) {
+                   return make_error(ErrorCode::kInvalidArgument,
+                                     "measure: the instance has the PCR banks " + bank_list(job->banks) +
+                                         " active; a digest is needed for each (missing " +
+                                         std::string(tpm2::bank_name(alg)) + ")");
+                 }
+                 job->digests.push_back({alg, given->second});
+               }
+               if (job->digests.empty()) return make_error(ErrorCode::kTpmFailure, "measure: no active PCR bank");
+               return Status::success();
+             });
+  });
+  steps->push_back([tpm, job](Next next) {
+    tpm.send("PCR_Extend(" + std::to_string(job->request.pcr) + ")", tpm2::pcr_extend(job->request.pcr, job->digests),
+             0, true, std::move(next));
+  });
+  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, job, done = std::move(done)](Status s) {
+    if (alive.expired()) return;
+    if (!s) return done(s.error());
+    Instance* i = registry_.find(id);
+    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while measuring"));
+    eventlog::Event event;
+    event.pcr = job->request.pcr;
+    event.type = job->request.event_type.value_or(eventlog::default_event_type(job->request.pcr));
+    for (const auto& d : job->digests) event.digests.push_back({d.alg, d.digest});
+    event.data = job->request.event_data;
+    if (i->event_log.empty()) i->event_log = eventlog::encode_header(job->banks);
+    const Bytes encoded = eventlog::encode_event(event);
+    i->event_log.insert(i->event_log.end(), encoded.begin(), encoded.end());
+    const auto decoded = eventlog::decode(i->event_log);
+    const std::size_t events = decoded ? decoded->events.size() : 0;
+    log_.info(id, "measured into PCR " + std::to_string(job->request.pcr) + " (" + bank_list(job->banks) + ")");
+    // The PCRs and the log are volatile state: save both, durably, so a
+    // crash before the guest starts resumes them together.
+    service_.store_volatile(id, [job, events, done](Status saved) {
+      if (!saved) return done(saved.error());
+      MeasureResult result;
+      result.pcr = job->request.pcr;
+      result.digests = job->digests;
+      result.events = events;
+      done(std::move(result));
+    });
+  });
+}
+
+void Provisioner::event_log(const Uuid& id, std::function<void(Result<Bytes>)> done) {
+  auto found = registry_.get(id);
+  if (!found) return done(found.error());
+  const Instance& instance = **found;
+  if (instance.version != TpmVersion::k20) {
+    return done(make_error(ErrorCode::kUnsupported, "eventlog: instance " + id.to_string() + " is a TPM 1.2"));
+  }
+  if (!instance.event_log.empty()) return done(instance.event_log);
+  // Nothing measured this boot: the header alone, with the active banks.
+  const auto summary = nlohmann::json::parse(instance.provisioning, nullptr, false);
+  if (summary.is_object() && summary.contains("pcr_banks") && summary["pcr_banks"].is_array()) {
+    std::vector<TPM2_ALG_ID> banks;
+    for (const auto& name : summary["pcr_banks"]) {
+      if (auto alg = name.is_string() ? tpm2::bank_from_name(name.get<std::string>()) : std::nullopt) banks.push_back(*alg);
+    }
+    if (!banks.empty()) return done(eventlog::encode_header(banks));
+  }
+  const Tpm tpm{service_, id};
+  tpm.send("GetCapability(PCRS)", tpm2::get_capability_pcrs(), 0, false,
+           [done](Status s) {
+             if (!s) {
+               return done(make_error(ErrorCode::kUnavailable,
+                                      "eventlog: nothing measured yet, and the TPM cannot say its PCR banks (" +
+                                          s.error().message + ")"));
+             }
+           },
+           [done](const tpm2::Response& r) -> Status {
+             auto banks = tpm2::parse_active_banks(r.parameters);
+             if (!banks) return banks.error();
+             done(eventlog::encode_header(*banks));
+             return Status::success();
+           });
+}
+
+}  // namespace vtpm
