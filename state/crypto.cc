@@ -35,11 +35,21 @@ class Gcm {
 
 }  // namespace
 
-SecretKey::SecretKey(std::span<const std::uint8_t> bytes) {
-  std::copy_n(bytes.begin(), std::min(bytes.size(), kKeySize), bytes_.begin());
+SecretKey::SecretKey(std::span<const std::uint8_t> bytes) : block_(kKeySize) {
+  std::copy_n(bytes.begin(), std::min(bytes.size(), kKeySize), block_.bytes().begin());
 }
 
-SecretKey::~SecretKey() { mbedtls_platform_zeroize(bytes_.data(), bytes_.size()); }
+SecretKey::SecretKey(const SecretKey& other) : block_(kKeySize) {
+  std::copy(other.bytes().begin(), other.bytes().end(), block_.bytes().begin());
+}
+
+SecretKey& SecretKey::operator=(const SecretKey& other) {
+  if (this != &other) {
+    if (block_.bytes().size() != kKeySize) block_ = SecureBlock(kKeySize);
+    std::copy(other.bytes().begin(), other.bytes().end(), block_.bytes().begin());
+  }
+  return *this;
+}
 
 struct Drbg::Contexts {
   mbedtls_entropy_context entropy;
@@ -124,17 +134,16 @@ Bytes aes_gcm_seal(const SecretKey& key, const Nonce& nonce, std::span<const std
   return out;
 }
 
-Result<Bytes> aes_gcm_open(const SecretKey& key, const Nonce& nonce, std::span<const std::uint8_t> aad,
+Result<SecureBytes> aes_gcm_open(const SecretKey& key, const Nonce& nonce, std::span<const std::uint8_t> aad,
                            std::span<const std::uint8_t> sealed) {
   if (sealed.size() < kTagSize) return make_error(ErrorCode::kCorrupt, "sealed data shorter than its tag");
   Gcm gcm(key);
   if (!gcm.ok()) return make_error(ErrorCode::kInternal, "cannot set the AES key");
   const std::size_t n = sealed.size() - kTagSize;
-  Bytes out(n);
+  SecureBytes out(n);
   const int rc = mbedtls_gcm_auth_decrypt(gcm.get(), n, nonce.data(), nonce.size(), aad.data(), aad.size(),
                                           sealed.data() + n, kTagSize, sealed.data(), out.data());
   if (rc != 0) {
-    mbedtls_platform_zeroize(out.data(), out.size());
     return make_error(ErrorCode::kCorrupt, "authentication failed (modified, truncated or sealed under another key)");
   }
   return out;

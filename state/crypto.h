@@ -1,6 +1,7 @@
 // The cryptography of the state store, on mbedTLS: AES-256-GCM, HKDF-SHA256,
 // HMAC-SHA256, SHA-256 and a CTR-DRBG. RAII for every mbedTLS context; key
-// material is wiped when it goes out of scope.
+// material and decrypted plaintext live in secure memory (state/secure_memory.h:
+// out of core dumps, locked where allowed, wiped on free).
 #pragma once
 
 #include <array>
@@ -11,6 +12,7 @@
 
 #include "proto/result.h"
 #include "state/bytes.h"
+#include "state/secure_memory.h"
 
 namespace vtpm::state {
 
@@ -22,20 +24,23 @@ constexpr std::size_t kDigestSize = 32;
 using Digest = std::array<std::uint8_t, kDigestSize>;
 using Nonce = std::array<std::uint8_t, kNonceSize>;
 
-// A 256-bit secret. Copyable (the persister hands copies to worker
-// threads); every copy wipes itself.
+// A 256-bit secret in secure memory (zero until filled). Copyable (the
+// persister hands copies to worker threads); every copy has its own block,
+// wiped when it goes. A moved-from key is empty.
 class SecretKey {
  public:
-  SecretKey() = default;
+  SecretKey() : block_(kKeySize) {}
   explicit SecretKey(std::span<const std::uint8_t> bytes);
-  SecretKey(const SecretKey& other) = default;
-  SecretKey& operator=(const SecretKey& other) = default;
-  ~SecretKey();
-  std::span<const std::uint8_t> bytes() const { return bytes_; }
-  std::span<std::uint8_t> mutable_bytes() { return bytes_; }
+  SecretKey(const SecretKey& other);
+  SecretKey& operator=(const SecretKey& other);
+  SecretKey(SecretKey&&) noexcept = default;
+  SecretKey& operator=(SecretKey&&) noexcept = default;
+  ~SecretKey() = default;
+  std::span<const std::uint8_t> bytes() const { return block_.bytes(); }
+  std::span<std::uint8_t> mutable_bytes() { return block_.bytes(); }
 
  private:
-  std::array<std::uint8_t, kKeySize> bytes_{};
+  SecureBlock block_;
 };
 
 // mbedTLS CTR-DRBG seeded from the platform entropy source. Not
@@ -66,8 +71,9 @@ bool equal_in_constant_time(std::span<const std::uint8_t> a, std::span<const std
 // ciphertext || tag.
 Bytes aes_gcm_seal(const SecretKey& key, const Nonce& nonce, std::span<const std::uint8_t> aad,
                    std::span<const std::uint8_t> plaintext);
-// Fails (kCorrupt) unless the tag authenticates aad and ciphertext.
-Result<Bytes> aes_gcm_open(const SecretKey& key, const Nonce& nonce, std::span<const std::uint8_t> aad,
+// Fails (kCorrupt) unless the tag authenticates aad and ciphertext. The
+// plaintext comes back in secure memory.
+Result<SecureBytes> aes_gcm_open(const SecretKey& key, const Nonce& nonce, std::span<const std::uint8_t> aad,
                            std::span<const std::uint8_t> sealed);
 
 inline std::span<const std::uint8_t> as_bytes(std::string_view s) {

@@ -31,7 +31,7 @@ Result<Bytes> seal_export(const InstanceRecord& record, std::span<const std::uin
   if (Status s = drbg.fill(salt); !s) return s.error();
   auto nonce = drbg.new_nonce();
   if (!nonce) return nonce.error();
-  const Bytes body = encode_record(record);
+  Bytes body = encode_record(record);
   ByteWriter w;
   w.raw(std::span(reinterpret_cast<const std::uint8_t*>(kMagic), sizeof kMagic));
   w.u16(kFormatVersion);
@@ -40,6 +40,7 @@ Result<Bytes> seal_export(const InstanceRecord& record, std::span<const std::uin
   w.raw(*nonce);
   w.u32(static_cast<std::uint32_t>(body.size()));
   const Bytes sealed = aes_gcm_seal(derive_transport_key(transport_key, salt), *nonce, w.bytes(), body);
+  wipe(body);
   w.raw(sealed);
   return w.take();
 }

@@ -35,21 +35,30 @@ Result<SecretKey> create_key_file(const std::string& path, Drbg& drbg) {
   return key;
 }
 
+// Reads the key straight into secure memory: no buffer on the way holds it.
 Result<SecretKey> read_key_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return io_error("open", path);
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return io_error("stat", path);
+  if (::fstat(fd.get(), &st) != 0) return io_error("stat", path);
   if ((st.st_mode & 077) != 0) {
     return make_error(ErrorCode::kInvalidArgument, "root key file " + path + " is accessible by group or others (mode " +
                                                        octal(st.st_mode) + "); run: chmod 600 " + path);
   }
-  auto bytes = read_whole_file(path);
-  if (!bytes) return bytes.error();
-  if (bytes->size() != kKeySize) {
-    return make_error(ErrorCode::kCorrupt, "root key file " + path + " has " + std::to_string(bytes->size()) +
+  if (st.st_size != static_cast<off_t>(kKeySize)) {
+    return make_error(ErrorCode::kCorrupt, "root key file " + path + " has " + std::to_string(st.st_size) +
                                                " bytes, expected " + std::to_string(kKeySize));
   }
-  SecretKey key(*bytes);
-  std::fill(bytes->begin(), bytes->end(), 0);
+  SecretKey key;
+  const auto out = key.mutable_bytes();
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error("read", path);
+    if (n == 0) return make_error(ErrorCode::kCorrupt, "root key file " + path + " shrank while being read");
+    done += static_cast<std::size_t>(n);
+  }
   return key;
 }
 
@@ -96,9 +105,8 @@ Result<SecretKey> FileRootOfTrust::unseal(std::span<const std::uint8_t> sealed) 
     return make_error(ErrorCode::kCorrupt, "cannot unseal the master key with root key " + key_path_ +
                                                " (a different root key, or a modified master key file)");
   }
-  SecretKey master(*key);
-  std::fill(key->begin(), key->end(), 0);
-  return master;
+  if (key->size() != kKeySize) return make_error(ErrorCode::kCorrupt, "sealed master key has the wrong size");
+  return SecretKey(*key);
 }
 
 Result<std::uint64_t> FileRootOfTrust::read_counter() {

@@ -41,8 +41,10 @@ SecretKey derive_ca_wrapping_key(const MasterKey& master) {
 
 SecretKey derive_transport_key(std::span<const std::uint8_t> operator_key, std::span<const std::uint8_t> salt) {
   // The operator's key may have any length; SecretKey holds 32 bytes.
-  const Digest ikm = sha256(operator_key);
-  return hkdf_sha256(SecretKey(ikm), salt, as_bytes("vtpmd export transport key v1"));
+  Digest digest = sha256(operator_key);
+  const SecretKey ikm(digest);
+  wipe(digest);
+  return hkdf_sha256(ikm, salt, as_bytes("vtpmd export transport key v1"));
 }
 
 namespace {

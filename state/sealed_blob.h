@@ -44,7 +44,7 @@ Result<SealedHeader> read_sealed_header(std::span<const std::uint8_t> blob);
 
 struct OpenedBlob {
   SealedHeader header;
-  Bytes body;
+  SecureBytes body;  // plaintext, in secure memory
 };
 
 // Accepts the expected generation, or the one after it: a write that

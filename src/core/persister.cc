@@ -148,7 +148,9 @@ void Persister::start_batch() {
         [](uv_work_t* req) {
           auto* c = static_cast<Chunk*>(req->data);
           for (BlobWrite* w : c->writes) {
-            const state::Bytes sealed = state::seal_blob(w->key, w->header, state::encode_record(w->record));
+            state::Bytes body = state::encode_record(w->record);
+            const state::Bytes sealed = state::seal_blob(w->key, w->header, body);
+            state::wipe(body);
             auto written = c->owner->store_.write_blob(w->id, w->header.generation, sealed);
             if (written) {
               w->entry.blob_digest = written->digest;

@@ -3,11 +3,15 @@
 // sealing (e.g. libtpms refusing its own, authentic but garbled, state).
 //
 //   state_editor STATE_DIR garble-permanent UUID
+//   state_editor STATE_DIR print-keys   every key vtpmd derives, hex, one
+//                                       "NAME HEX" a line (to look for them
+//                                       in a core dump)
 //
 // Not installed; used by tests/integration.
 #include <cstdio>
 #include <string>
 
+#include "proto/hex.h"
 #include "state/file_root.h"
 #include "state/sealed_blob.h"
 #include "state/state_store.h"
@@ -24,9 +28,25 @@ int fail(const std::string& why) {
 
 }  // namespace
 
+int print_keys(const std::string& dir) {
+  Drbg drbg;
+  auto root = FileRootOfTrust::open(dir + "/root.key", drbg);
+  if (!root) return fail(root.error().message);
+  StateStore store(dir, **root);
+  auto opened = store.open(drbg);
+  if (!opened) return fail(opened.error().message);
+  std::printf("master %s\n", to_hex(store.master().key.bytes()).c_str());
+  std::printf("manifest %s\n", to_hex(derive_manifest_key(store.master()).bytes()).c_str());
+  for (const auto& [id, entry] : opened->manifest.entries) {
+    std::printf("instance:%s %s\n", id.to_string().c_str(), to_hex(store.instance_key(id, entry).bytes()).c_str());
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[2]) == "print-keys") return print_keys(argv[1]);
   if (argc != 4 || std::string(argv[2]) != "garble-permanent") {
-    return fail("usage: state_editor STATE_DIR garble-permanent UUID");
+    return fail("usage: state_editor STATE_DIR garble-permanent UUID | STATE_DIR print-keys");
   }
   const std::string dir = argv[1];
   auto id = Uuid::parse(argv[3]);

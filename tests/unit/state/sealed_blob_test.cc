@@ -38,7 +38,7 @@ TEST_CASE("sealed_blob: seal then open round-trips header and body") {
   CHECK(blob.size() == kSealedHeaderSize + body().size() + kTagSize);
   auto opened = open_blob(key_of(1), blob, {kId, 7, 1});
   REQUIRE(opened.ok());
-  CHECK(opened->body == body());
+  CHECK(Bytes(opened->body.begin(), opened->body.end()) == body());
   CHECK(opened->header.uuid == kId);
   CHECK(opened->header.generation == 7);
   CHECK(opened->header.has_volatile);
