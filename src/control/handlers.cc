@@ -1,6 +1,7 @@
 #include "src/control/handlers.h"
 
 #include "state/export_bundle.h"
+#include "state/secure_memory.h"
 
 #include <unistd.h>
 
@@ -127,7 +128,8 @@ void Handlers::status(const Json& params, Reply reply) {
              {"engine", {{"shards", shards}, {"outstanding", engine_.outstanding_total()}, {"isolations", engine_.isolations()}}},
              {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}},
              {"channels", {{"swtpm_connections", swtpm_.connections()}}},
-             {"root_of_trust", facts_.root_of_trust ? facts_.root_of_trust() : Json::object()}});
+             {"root_of_trust", facts_.root_of_trust ? facts_.root_of_trust() : Json::object()}},
+             {"hardening", hardening_json()}});
 }
 
 void Handlers::reseal(const Json& params, Reply reply) {
@@ -151,6 +153,13 @@ void Handlers::reseal(const Json& params, Reply reply) {
   }
   if (!facts_.reseal) return reply(make_error(ErrorCode::kUnsupported, "reseal is not available"));
   facts_.reseal(std::move(policy), std::move(reply));
+}
+
+Json Handlers::hardening_json() const {
+  const state::SecureMemoryStats keys = state::secure_memory_stats();
+  return {{"seccomp", facts_.seccomp},
+          {"core_dumps", facts_.core_dumps},
+          {"key_memory", {{"mapped_bytes", keys.mapped_bytes}, {"locked_bytes", keys.locked_bytes}}}};
 }
 
 void Handlers::add(const Json& params, Reply reply) {

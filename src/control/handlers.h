@@ -20,6 +20,8 @@ struct DaemonFacts {
   std::function<std::size_t()> connections;
   std::function<Json()> root_of_trust;                                // status section
   std::function<void(state::SealPolicy, std::function<void(Result<Json>)>)> reseal;
+  std::string seccomp = "off";  // the system-call filter's mode (src/daemon/sandbox.h)
+  bool core_dumps = false;      // --allow-core-dumps
 };
 
 class Handlers {
@@ -41,6 +43,7 @@ class Handlers {
  private:
   void hello(const Json& params, Reply reply);
   void status(const Json& params, Reply reply);
+  Json hardening_json() const;
   void add(const Json& params, Reply reply);
   void remove(const Json& params, Reply reply);
   void list(const Json& params, Reply reply);

@@ -11,6 +11,11 @@ namespace {
 
 using Json = nlohmann::json;
 
+// An instance's sealed record: at least a page, at most what a sealed blob
+// may carry (state/sealed_blob.h, kMaxSealedBody).
+constexpr std::uint32_t kMinStateSizeLimit = 4096;
+constexpr std::uint32_t kMaxStateSizeLimit = 16 * 1024 * 1024;
+
 Error invalid(const std::string& message) { return make_error(ErrorCode::kInvalidArgument, message); }
 
 Result<std::uint32_t> parse_uint(const std::string& text, const std::string& what, std::uint32_t min,
@@ -125,6 +130,23 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     auto n = parse_uint(value, key, 0, 1000000);
     if (!n) return n.error();
     c.default_max_rate = *n;
+  } else if (key == "default_max_state_size" || key == "default-max-state-size") {
+    auto n = parse_uint(value, key, kMinStateSizeLimit, kMaxStateSizeLimit);
+    if (!n) return n.error();
+    c.default_max_state_size = *n;
+  } else if (key == "allow_core_dumps" || key == "allow-core-dumps") {
+    if (value != "on" && value != "off") return invalid(key + " must be \"on\" or \"off\", got '" + value + "'");
+    c.allow_core_dumps = value == "on";
+  } else if (key == "seccomp") {
+    if (value == "off") {
+      c.seccomp = SeccompMode::kOff;
+    } else if (value == "log") {
+      c.seccomp = SeccompMode::kLog;
+    } else if (value == "enforce") {
+      c.seccomp = SeccompMode::kEnforce;
+    } else {
+      return invalid("seccomp must be off, log or enforce, got '" + value + "'");
+    }
   } else if (key == "default_max_command_size" || key == "default-max-command-size") {
     auto n = parse_uint(value, key, 1024, 65536);
     if (!n) return n.error();
@@ -152,6 +174,8 @@ Status apply_config_json(const std::string& text, const std::string& origin, Con
     std::string as_text;
     if (value.is_string()) {
       as_text = value.get<std::string>();
+    } else if (value.is_boolean() && key == "allow_core_dumps") {  // the one switch
+      as_text = value.get<bool>() ? "on" : "off";
     } else if (value.is_number_unsigned()) {
       as_text = std::to_string(value.get<std::uint64_t>());
     } else {
@@ -188,6 +212,8 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     }
     if (eq != std::string::npos) {
       value = arg.substr(2 + eq + 1);
+    } else if (name == "allow-core-dumps") {
+      value = "on";  // a switch: --allow-core-dumps, or --allow-core-dumps=off
     } else if (i + 1 < args.size()) {
       value = args[++i];
     } else {
@@ -247,6 +273,13 @@ const char* usage_text() {
          "  --default-max-queued N        commands an instance may have queued before `busy` (default 64)\n"
          "  --default-max-rate N          commands per second per instance; more wait (default 0 = no limit)\n"
          "  --max-connections N           guest-channel connections per instance; more are closed (default 16)\n"
+         "  --default-max-state-size N    bytes an instance's sealed record may reach; a change beyond it is\n"
+         "                                refused and the instance quarantined (default 1048576)\n"
+         "  --allow-core-dumps            let vtpmd and its workers dump core, for debugging. Keys and decrypted\n"
+         "                                state buffers stay out of cores, but every instance's TPM state (its\n"
+         "                                seeds and keys, inside libtpms) would be in them. Default: not dumpable\n"
+         "  --seccomp off|log|enforce     system-call allow-list once running: enforce (default) refuses any\n"
+         "                                other call with EPERM, log only has the kernel log it\n"
          "  --version, --help\n";
 }
 

@@ -13,6 +13,11 @@
 
 namespace vtpm {
 
+// The system-call allow-list installed once vtpmd is running
+// (src/daemon/sandbox.h): off, log (allowed, but the kernel logs every
+// call outside the list) or enforce (such a call fails with EPERM).
+enum class SeccompMode { kOff, kLog, kEnforce };
+
 struct Config {
   std::string state_dir = "/var/lib/vtpmd";
   std::string control_socket = "/run/vtpmd/control.sock";
@@ -36,6 +41,9 @@ struct Config {
   // always admins.
   std::string control_admins;
   std::string control_readers;
+  // Hardening (docs/ARCHITECTURE.md, "Tenants and trust")
+  bool allow_core_dumps = false;  // default: vtpmd and its workers are not dumpable
+  SeccompMode seccomp = SeccompMode::kEnforce;
   // Engine
   std::string engine_worker;            // vtpmd-engine path; empty: next to vtpmd, then libexec
   std::uint32_t tpm12_workers_max = 64; // 0: TPM 1.2 instances share the engine thread
@@ -48,6 +56,7 @@ struct Config {
   std::uint32_t default_max_command_size = 4096;
   std::uint32_t default_max_queued = 64;  // commands queued per instance before `busy`
   std::uint32_t default_max_rate = 0;     // commands per second per instance; 0: unlimited
+  std::uint32_t default_max_state_size = 1024 * 1024;  // bytes of an instance's sealed record
   std::uint32_t max_connections = 16;     // guest-channel connections per instance
 };
 

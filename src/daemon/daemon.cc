@@ -11,6 +11,7 @@
 
 #include "src/daemon/privileges.h"
 #include "src/daemon/root_of_trust_factory.h"
+#include "src/daemon/sandbox.h"
 
 namespace vtpm {
 namespace {
@@ -78,7 +79,7 @@ Status Daemon::start() {
     const auto slash = config_.control_socket.rfind('/');
     std::vector<std::string> own = {config_.state_dir};
     if (slash != std::string::npos && slash > 0) own.push_back(config_.control_socket.substr(0, slash));
-    if (Status s = become_user(config_.user, own); !s) return s;
+    if (Status s = become_user(config_.user, own, config_.allow_core_dumps); !s) return s;
     log_.info("running as user " + config_.user + " (uid " + std::to_string(::getuid()) + ")");
   }
   if (Status s = open_state(); !s) return s;
@@ -93,6 +94,7 @@ Status Daemon::start() {
   options.multiplexer.tpm12_selftest_key_cache = config_.tpm12_selftest_key_cache;
   options.isolate_busy_ms = config_.isolate_busy_ms;
   options.isolated_workers_max = config_.isolated_workers_max;
+  options.worker_core_dumps = config_.allow_core_dumps;
   engine_ = std::make_unique<engine::Engine>(&loop_, options, [this](const Uuid& id, const std::string& why) {
     if (!shutting_down_) service_->recover_lost(id, why);
   });
@@ -107,6 +109,8 @@ Status Daemon::start() {
   facts.reseal = [this](state::SealPolicy policy, std::function<void(Result<control::Json>)> reply) {
     root_control_->reseal(std::move(policy), std::move(reply));
   };
+  facts.seccomp = describe(config_.seccomp);
+  facts.core_dumps = config_.allow_core_dumps;
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_, config_.max_connections);
   auto ca = state::LocalCa::open(config_.state_dir, store_->master(), drbg_);
   if (!ca) return make_error(ca.error().code, "local CA: " + ca.error().message);
@@ -132,6 +136,9 @@ Status Daemon::start() {
         },
         signum);
   }
+  // Last: everything that needs more than serving guests is done.
+  if (Status s = install_syscall_filter(config_.seccomp); !s) return s;
+  if (config_.seccomp != SeccompMode::kOff) log_.info(std::string("system-call filter installed (") + describe(config_.seccomp) + ")");
   return Status::success();
 }
 

@@ -9,6 +9,7 @@
 
 #include "src/core/config.h"
 #include "src/daemon/daemon.h"
+#include "src/daemon/privileges.h"
 #include "src/core/log.h"
 
 int main(int argc, char** argv) {
@@ -28,8 +29,13 @@ int main(int argc, char** argv) {
   }
   // Writes to vanished peers must fail with EPIPE, not kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);
-  // Instance secrets live in this process's memory: keep them out of cores.
-  prctl(PR_SET_DUMPABLE, 0);
+  // Every guest's TPM secrets (seeds, keys, NV) live in this process's
+  // memory inside libtpms, where nothing can mark them: no cores unless the
+  // operator asks (--allow-core-dumps). Our own keys stay out even then.
+  if (vtpm::Status s = vtpm::apply_dump_policy(command_line->config.allow_core_dumps); !s) {
+    std::fprintf(stderr, "vtpmd: %s\n", s.error().message.c_str());
+    return 1;
+  }
   // Every guest endpoint is a listening socket plus its connections: allow
   // as many open files as the hard limit permits (the soft default is 1024).
   if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {

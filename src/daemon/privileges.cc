@@ -33,7 +33,12 @@ Status hand_over(const std::string& dir, uid_t uid, gid_t gid) {
 
 }  // namespace
 
-Status become_user(const std::string& user, const std::vector<std::string>& directories) {
+Status apply_dump_policy(bool allow) {
+  if (::prctl(PR_SET_DUMPABLE, allow ? 1 : 0) != 0) return failed("PR_SET_DUMPABLE");
+  return Status::success();
+}
+
+Status become_user(const std::string& user, const std::vector<std::string>& directories, bool dumpable) {
   if (::geteuid() != 0) {
     return make_error(ErrorCode::kInvalidArgument, "--user needs vtpmd to start as root (it runs as uid " +
                                                        std::to_string(::geteuid()) + ")");
@@ -51,8 +56,8 @@ Status become_user(const std::string& user, const std::vector<std::string>& dire
   if (::setresgid(gid, gid, gid) != 0) return failed("setresgid");
   if (::setresuid(uid, uid, uid) != 0) return failed("setresuid");
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return failed("PR_SET_NO_NEW_PRIVS");
-  // setresuid cleared dumpability's basis; keep secrets out of core dumps.
-  ::prctl(PR_SET_DUMPABLE, 0);
+  // The uid change reset dumpability to the system's suid_dumpable.
+  if (Status s = apply_dump_policy(dumpable); !s) return s;
   if (::setuid(0) == 0) return make_error(ErrorCode::kInternal, "could regain root after dropping it");
   return Status::success();
 }

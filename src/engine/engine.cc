@@ -32,7 +32,7 @@ Shard* Engine::spawn_worker() {
   auto worker = std::make_unique<ProcessShard>(
       loop_, name, [this](Completion&& done) { on_completion(std::move(done)); },
       [this](ProcessShard& w, const std::string& why) { on_worker_exit(w, why); });
-  if (!worker->start(options_.worker_path, options_.multiplexer)) return nullptr;
+  if (!worker->start(options_.worker_path, options_.multiplexer, options_.worker_core_dumps)) return nullptr;
   ShardSlot slot;
   slot.stats.name = name;
   slot.stats.pid = worker->pid();

@@ -43,6 +43,7 @@ struct EngineOptions {
   std::size_t tpm12_workers_max = 64; // 0: TPM 1.2 shares the engine thread
   std::uint32_t isolate_busy_ms = 250;  // per second of engine-thread time; 0: never isolate
   std::size_t isolated_workers_max = 8;
+  bool worker_core_dumps = false;  // workers hold TPM state: not dumpable unless the operator allows it
 };
 
 struct ShardStats {

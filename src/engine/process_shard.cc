@@ -13,7 +13,7 @@ ProcessShard::~ProcessShard() {
   if (pid_ > 0 && process_.live()) uv_process_kill(process_.get(), SIGTERM);
 }
 
-Status ProcessShard::start(const std::string& worker_path, const MultiplexerOptions& mux) {
+Status ProcessShard::start(const std::string& worker_path, const MultiplexerOptions& mux, bool core_dumps) {
   uv_pipe_init(loop_, pipe_.get(), 0);
   pipe_.mark_live();
   pipe_.get()->data = this;
@@ -22,8 +22,9 @@ Status ProcessShard::start(const std::string& worker_path, const MultiplexerOpti
   std::string linger_arg = "--tpm12-linger-us=" + std::to_string(mux.tpm12_linger.count());
   std::string cache_arg = std::string("--tpm12-selftest-key-cache=") + (mux.tpm12_selftest_key_cache ? "1" : "0");
   std::string name_arg = "--name=" + name_;
+  std::string dumps_arg = std::string("--core-dumps=") + (core_dumps ? "1" : "0");
   std::vector<char*> args = {const_cast<char*>(worker_path.c_str()), slice_arg.data(), linger_arg.data(),
-                             cache_arg.data(), name_arg.data(), nullptr};
+                             cache_arg.data(), name_arg.data(), dumps_arg.data(), nullptr};
 
   // fd 0 is the job pipe (a socketpair); stderr is shared so that worker
   // log lines reach the daemon's log.

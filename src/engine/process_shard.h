@@ -23,7 +23,8 @@ class ProcessShard final : public Shard {
   ProcessShard(uv_loop_t* loop, std::string name, CompletionSink sink, ExitSink on_exit);
   ~ProcessShard() override;  // closes the pipe; the worker exits on EOF
 
-  Status start(const std::string& worker_path, const MultiplexerOptions& options);
+  // `core_dumps`: the worker stays dumpable (vtpmd --allow-core-dumps).
+  Status start(const std::string& worker_path, const MultiplexerOptions& options, bool core_dumps = false);
   void submit(Job job) override;
   const std::string& name() const override { return name_; }
   int pid() const { return pid_; }

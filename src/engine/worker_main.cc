@@ -68,6 +68,7 @@ void read_jobs(vtpm::engine::EngineLoop& engine, const std::string& name) {
 int main(int argc, char** argv) {
   vtpm::engine::MultiplexerOptions options;
   std::string name = "worker";
+  bool core_dumps = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg(argv[i]);
     if (arg.starts_with("--tpm12-slice-us=")) {
@@ -76,6 +77,8 @@ int main(int argc, char** argv) {
       options.tpm12_linger = std::chrono::microseconds(std::stoll(std::string(arg.substr(18))));
     } else if (arg.starts_with("--tpm12-selftest-key-cache=")) {
       options.tpm12_selftest_key_cache = arg.substr(27) == "1";
+    } else if (arg.starts_with("--core-dumps=")) {
+      core_dumps = arg.substr(13) == "1";
     } else if (arg.starts_with("--name=")) {
       name = std::string(arg.substr(7));
     } else {
@@ -87,8 +90,11 @@ int main(int argc, char** argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   std::signal(SIGPIPE, SIG_IGN);
   std::signal(SIGTERM, SIG_DFL);
-  // TPM state must not end up in core dumps.
-  prctl(PR_SET_DUMPABLE, 0);
+  // The worker holds its instances' TPM state (seeds, keys) in libtpms's
+  // memory, which cannot be kept out of a core: no cores unless the
+  // operator asked for them (vtpmd --allow-core-dumps). exec made us
+  // dumpable again, so this is the worker's own decision to make.
+  prctl(PR_SET_DUMPABLE, core_dumps ? 1 : 0);
 
   bool pipe_broken = false;
   vtpm::engine::EngineLoop engine(options, [&](vtpm::engine::Completion&& done) {
