@@ -46,9 +46,7 @@ std::optional<T> integer_field(const nlohmann::json& meta, const char* name) {
   return std::in_range<T>(v) ? std::optional<T>(static_cast<T>(v)) : std::nullopt;
 }
 
-}  // namespace
-
-std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
+std::string metadata_text(const InstanceRecord& r) {
   nlohmann::json meta = {{"uuid", r.uuid.to_string()},
                                {"tpm", tpm_version_name(r.version)},
                                {"created", r.created_unix},
@@ -57,12 +55,25 @@ std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
                                {"powered_on", r.powered_on},
                                {"channels", r.channels},
                                {"max_queued", r.max_queued},
-                               {"max_rate", r.max_rate}};
+                               {"max_rate", r.max_rate},
+                               {"max_state_size", r.max_state_size}};
   // Optional fields, absent from records written before provisioning.
   if (!r.provisioning.empty()) meta["provisioning"] = r.provisioning;
   if (!r.event_log.empty()) meta["event_log"] = to_hex(r.event_log);
   if (r.guest_started) meta["guest_started"] = true;
-  const std::string text = meta.dump();
+  return meta.dump();
+}
+
+}  // namespace
+
+std::size_t encoded_record_size(const InstanceRecord& r) {
+  constexpr std::size_t kLengthField = 4;
+  return sizeof kMagic + 4 * kLengthField + metadata_text(r).size() + r.blobs.permanent.size() +
+         r.blobs.volatile_state.size() + r.blobs.save_state.size() + kDigestSize;
+}
+
+std::vector<std::uint8_t> encode_record(const InstanceRecord& r) {
+  const std::string text = metadata_text(r);
   std::vector<std::uint8_t> out(std::begin(kMagic), std::end(kMagic));
   append_blob(out, std::vector<std::uint8_t>(text.begin(), text.end()));
   append_blob(out, r.blobs.permanent);
@@ -116,7 +127,8 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
     r.max_command_size = *max_command_size;
     r.powered_on = meta.at("powered_on").get<bool>();
     r.channels = meta.value("channels", std::string());
-    for (auto [name, field] : {std::pair{"max_queued", &r.max_queued}, std::pair{"max_rate", &r.max_rate}}) {
+    for (auto [name, field] : {std::pair{"max_queued", &r.max_queued}, std::pair{"max_rate", &r.max_rate},
+                               std::pair{"max_state_size", &r.max_state_size}}) {
       if (!meta.contains(name)) continue;  // written before per-instance limits: the default, 0
       const auto v = integer_field<std::uint32_t>(meta, name);
       if (!v) {

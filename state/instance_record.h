@@ -34,10 +34,13 @@ struct InstanceRecord {
   // state's boot: kept only in records that carry volatile state.
   std::vector<std::uint8_t> event_log;
   bool guest_started = false;  // with volatile state: the guest had sent commands this boot
+  std::uint32_t max_state_size = 0;  // bytes of the sealed record; 0: the daemon's default
   engine::StateBlobs blobs;
 };
 
 std::vector<std::uint8_t> encode_record(const InstanceRecord& record);
+// encode_record(record).size(), without encoding.
+std::size_t encoded_record_size(const InstanceRecord& record);
 Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes);
 
 }  // namespace vtpm::state

@@ -36,6 +36,9 @@ struct BlobExpectation {
   std::uint32_t key_epoch = 0;
 };
 
+// The size of a sealed blob with a body of `body_size` bytes.
+constexpr std::size_t sealed_blob_size(std::size_t body_size) { return kSealedHeaderSize + body_size + kTagSize; }
+
 Bytes seal_blob(const SecretKey& instance_key, SealedHeader header, std::span<const std::uint8_t> body);
 
 // Structural parse of the header only (no key needed): magic, format

@@ -15,6 +15,9 @@
 namespace vtpm::control {
 namespace {
 
+// max_state_size: 0 (the daemon's default) up to what a sealed blob may hold.
+constexpr std::int64_t kMaxStateSizeParam = 16 * 1024 * 1024;
+
 std::string iso8601(std::int64_t unix_seconds) {
   const std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm utc{};
@@ -63,6 +66,8 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
             {"limits",
              {{"max_queued", service.effective_limits(i).max_queued},
               {"max_rate", service.effective_limits(i).max_rate},
+              {"max_state_size", service.effective_limits(i).max_state_size},
+              {"state_size", Service::state_size(i)},
               {"throttled", service.throttled(i.uuid)},
               {"delayed_total", i.throttle.delayed}}},
             {"counters",
@@ -128,7 +133,7 @@ void Handlers::status(const Json& params, Reply reply) {
              {"engine", {{"shards", shards}, {"outstanding", engine_.outstanding_total()}, {"isolations", engine_.isolations()}}},
              {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}},
              {"channels", {{"swtpm_connections", swtpm_.connections()}}},
-             {"root_of_trust", facts_.root_of_trust ? facts_.root_of_trust() : Json::object()}},
+             {"root_of_trust", facts_.root_of_trust ? facts_.root_of_trust() : Json::object()},
              {"hardening", hardening_json()}});
 }
 
@@ -169,7 +174,7 @@ void Handlers::add(const Json& params, Reply reply) {
     (swtpm::EndpointSpec::is_parameter(key) ? endpoint : own)[key] = value;
   }
   if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size", "max_queued", "max_rate",
-                                   "pcr_banks", "ek", "ek_certificates", "platform_certificate"});
+                                   "pcr_banks", "ek", "ek_certificates", "platform_certificate", "max_state_size"});
       !s) {
     return reply(s.error());
   }
@@ -201,7 +206,10 @@ void Handlers::add(const Json& params, Reply reply) {
   if (!queued) return reply(queued.error());
   auto rate = int_param(params, "max_rate", 0, 1000000);
   if (!rate) return reply(rate.error());
-  options.limits = {static_cast<std::uint32_t>(queued->value_or(0)), static_cast<std::uint32_t>(rate->value_or(0))};
+  auto state_size = int_param(params, "max_state_size", 0, kMaxStateSizeParam);
+  if (!state_size) return reply(state_size.error());
+  options.limits = {static_cast<std::uint32_t>(queued->value_or(0)), static_cast<std::uint32_t>(rate->value_or(0)),
+                    static_cast<std::uint32_t>(state_size->value_or(0))};
   auto provision = provision_options(params);
   if (!provision) return reply(provision.error());
   if (Status s = provision->validate(options.version); !s) return reply(s.error());
@@ -373,7 +381,7 @@ Result<engine::Bytes> transport_key_param(const Json& params) {
 }  // namespace
 
 void Handlers::set(const Json& params, Reply reply) {
-  if (Status s = only_params(params, {"uuid", "max_queued", "max_rate"}); !s) return reply(s.error());
+  if (Status s = only_params(params, {"uuid", "max_queued", "max_rate", "max_state_size"}); !s) return reply(s.error());
   auto id = uuid_param(params);
   if (!id) return reply(id.error());
   auto queued = int_param(params, "max_queued", 0, 1000000);
@@ -383,7 +391,9 @@ void Handlers::set(const Json& params, Reply reply) {
   auto as_limit = [](const std::optional<std::int64_t>& v) {
     return v ? std::optional<std::uint32_t>(static_cast<std::uint32_t>(*v)) : std::nullopt;
   };
-  auto r = service_.set_limits(*id, as_limit(*queued), as_limit(*rate));
+  auto state_size = int_param(params, "max_state_size", 0, kMaxStateSizeParam);
+  if (!state_size) return reply(state_size.error());
+  auto r = service_.set_limits(*id, as_limit(*queued), as_limit(*rate), as_limit(*state_size));
   if (!r) return reply(r.error());
   reply(instance_json(**r, service_, swtpm_));
 }

@@ -13,6 +13,7 @@ state::InstanceRecord Instance::record(bool with_volatile) const {
   r.channels = channel_config;
   r.max_queued = limits.max_queued;
   r.max_rate = limits.max_rate;
+  r.max_state_size = limits.max_state_size;
   r.blobs.permanent = saved.permanent;
   r.blobs.save_state = saved.save_state;
   r.provisioning = provisioning;

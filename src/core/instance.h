@@ -25,10 +25,13 @@ struct InstanceCounters {
 };
 
 // Per-instance limits (0: the daemon's default). A guest above max_rate is
-// throttled (its commands wait), one above max_queued is refused (busy).
+// throttled (its commands wait), one above max_queued is refused (busy),
+// a change of state that would make its sealed record larger than
+// max_state_size bytes is not saved and quarantines it (Service).
 struct InstanceLimits {
   std::uint32_t max_queued = 0;
   std::uint32_t max_rate = 0;
+  std::uint32_t max_state_size = 0;
 };
 
 // A token bucket, capacity one second of max_rate (the commands waiting

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "proto/tpm_packet.h"
+#include "state/sealed_blob.h"
 
 namespace vtpm {
 namespace {
@@ -47,7 +48,40 @@ Service::~Service() {
 
 InstanceLimits Service::effective_limits(const Instance& instance) const {
   return {instance.limits.max_queued != 0 ? instance.limits.max_queued : default_limits_.max_queued,
-          instance.limits.max_rate != 0 ? instance.limits.max_rate : default_limits_.max_rate};
+          instance.limits.max_rate != 0 ? instance.limits.max_rate : default_limits_.max_rate,
+          instance.limits.max_state_size != 0 ? instance.limits.max_state_size : default_limits_.max_state_size};
+}
+
+std::size_t Service::state_size(const Instance& instance) {
+  return state::sealed_blob_size(state::encoded_record_size(instance.record(false)));
+}
+
+Status Service::refuse_oversized(const state::InstanceRecord& record, std::uint32_t max_state_size) const {
+  const std::uint32_t limit = max_state_size != 0 ? max_state_size : default_limits_.max_state_size;
+  const std::size_t size = state::sealed_blob_size(state::encoded_record_size(record));
+  if (size <= limit) return Status::success();
+  return make_error(ErrorCode::kTooLarge, "state of " + std::to_string(size) + " bytes exceeds the instance's limit of " +
+                                              std::to_string(limit) + " bytes (max_state_size)");
+}
+
+Status Service::check_state_size(Instance& instance, const state::InstanceRecord& record) {
+  Status s = refuse_oversized(record, instance.limits.max_state_size);
+  if (s) return s;
+  // libtpms already holds the change; it never reaches the disk. The
+  // instance stops here, alone, until the operator raises its limit and
+  // powers it on (which saves the state it has) or removes it.
+  if (!instance.failed) {
+    instance.failed = true;
+    instance.failure = s.error().message + "; the change was not saved";
+    log_.error(instance.uuid, "quarantined: " + instance.failure);
+  }
+  return make_error(ErrorCode::kTooLarge, "instance " + instance.uuid.to_string() + " quarantined: " + instance.failure);
+}
+
+void Service::persist(Instance& instance) {
+  state::InstanceRecord record = instance.record(false);
+  if (!check_state_size(instance, record)) return;
+  persister_.save(std::move(record));
 }
 
 std::size_t Service::throttled(const Uuid& id) const {
@@ -56,15 +90,18 @@ std::size_t Service::throttled(const Uuid& id) const {
 }
 
 Result<const Instance*> Service::set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued,
-                                            std::optional<std::uint32_t> max_rate) {
+                                            std::optional<std::uint32_t> max_rate,
+                                            std::optional<std::uint32_t> max_state_size) {
   auto found = registry_.get(id);
   if (!found) return found.error();
   Instance& i = **found;
   if (max_queued) i.limits.max_queued = *max_queued;
   if (max_rate) i.limits.max_rate = *max_rate;
+  if (max_state_size) i.limits.max_state_size = *max_state_size;
   if (!i.removing && !i.failed) persist(i);
   log_.info(id, "limits: max_queued " + std::to_string(effective_limits(i).max_queued) + ", max_rate " +
-                    std::to_string(effective_limits(i).max_rate) + "/s");
+                    std::to_string(effective_limits(i).max_rate) + "/s, max_state_size " +
+                    std::to_string(effective_limits(i).max_state_size) + " bytes");
   return static_cast<const Instance*>(&i);
 }
 
@@ -165,8 +202,15 @@ void Service::add(const AddOptions& options, InstanceCallback done) {
     }
     if (c.permanent) i->saved.permanent = std::move(*c.permanent);
     const std::uint64_t manufacture_us = c.timing.load_us;
+    state::InstanceRecord record = i->record(false);
+    if (Status fits = refuse_oversized(record, i->limits.max_state_size); !fits) {
+      log_.error(id, "add failed: a new TPM's " + fits.error().message);
+      registry_.erase(id);
+      engine_.detach(id, [](engine::Completion&&) {});
+      return done(make_error(ErrorCode::kTooLarge, "a new TPM's " + fits.error().message));
+    }
     // Answer only once the new TPM is on disk: an added instance survives a crash.
-    persister_.save(i->record(false), [this, id, manufacture_us, done](Status saved) {
+    persister_.save(std::move(record), [this, id, manufacture_us, done](Status saved) {
       Instance* again = registry_.find(id);
       if (again == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during add"));
       if (!saved) {
@@ -271,7 +315,12 @@ void Service::dispatch(const Uuid& id, engine::Bytes command, std::uint8_t local
     // The durability rule: a response that follows a change of persistent
     // state (NV, hierarchy, persistent keys, counters...) is released only
     // once that state is on disk, so an acknowledged write survives a crash.
-    persister_.save(i->record(false), [this, id, start, result = std::move(result), done](Status saved) mutable {
+    state::InstanceRecord record = i->record(false);
+    if (Status fits = check_state_size(*i, record); !fits) {
+      i->counters.errors++;
+      return done(make_error(ErrorCode::kTooLarge, "the command ran but its state was not saved: " + fits.error().message));
+    }
+    persister_.save(std::move(record), [this, id, start, result = std::move(result), done](Status saved) mutable {
       if (!saved) {
         if (Instance* again = registry_.find(id); again != nullptr && !again->failed) {
           again->failed = true;
@@ -413,6 +462,9 @@ void Service::export_instance(const Uuid& id, RecordCallback done) {
 void Service::import_instance(state::InstanceRecord record, InstanceCallback done) {
   if (shutting_down_) return done(make_error(ErrorCode::kUnavailable, "daemon is shutting down"));
   if (record.blobs.permanent.empty()) return done(make_error(ErrorCode::kInvalidArgument, "the record has no TPM state"));
+  if (Status fits = refuse_oversized(record, record.max_state_size); !fits) {
+    return done(make_error(ErrorCode::kTooLarge, "the imported " + fits.error().message));
+  }
   const Uuid id = record.uuid;
   Instance incoming;
   incoming.uuid = id;
@@ -421,7 +473,7 @@ void Service::import_instance(state::InstanceRecord record, InstanceCallback don
   incoming.auto_startup = record.auto_startup;
   incoming.max_command_size = record.max_command_size;
   incoming.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
-  incoming.limits = {record.max_queued, record.max_rate};
+  incoming.limits = {record.max_queued, record.max_rate, record.max_state_size};
   incoming.provisioning = record.provisioning;
   if (!record.blobs.volatile_state.empty()) {
     incoming.event_log = record.event_log;
@@ -462,7 +514,9 @@ void Service::store_volatile(const Uuid& id, StatusCallback done) {
     i->saved.permanent = std::move(blobs->permanent);
     i->saved.save_state = std::move(blobs->save_state);
     i->saved.volatile_state = std::move(blobs->volatile_state);
-    persister_.save(i->record(true), std::move(done));
+    state::InstanceRecord record = i->record(true);
+    if (Status fits = check_state_size(*i, record); !fits) return done(fits.error());
+    persister_.save(std::move(record), std::move(done));
   });
 }
 
@@ -472,6 +526,13 @@ void Service::replace_state(const Uuid& id, std::optional<engine::StateBlobs> bl
   if (!found) return done(found.error());
   if (blobs && blobs->permanent.empty()) {
     return done(make_error(ErrorCode::kInvalidArgument, "replacement state has no permanent blob"));
+  }
+  if (blobs) {
+    state::InstanceRecord incoming = (*found)->record(false);
+    incoming.blobs = *blobs;
+    if (Status fits = refuse_oversized(incoming, (*found)->limits.max_state_size); !fits) {
+      return done(make_error(ErrorCode::kTooLarge, "the incoming " + fits.error().message));
+    }
   }
   engine_.detach(id, [this, id, blobs = std::move(blobs), max_command_size,
                       done = std::move(done)](engine::Completion&& detached) mutable {
@@ -519,7 +580,7 @@ void Service::restore(state::InstanceRecord record) {
   instance.max_command_size = record.max_command_size;
   instance.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
   instance.channel_config = record.channels;
-  instance.limits = {record.max_queued, record.max_rate};
+  instance.limits = {record.max_queued, record.max_rate, record.max_state_size};
   instance.provisioning = record.provisioning;
   // The log resumes with the PCRs it describes, or not at all.
   if (!record.blobs.volatile_state.empty()) {

@@ -33,6 +33,7 @@ struct AddOptions {
 struct DefaultLimits {
   std::uint32_t max_queued = 64;  // commands queued or running per instance
   std::uint32_t max_rate = 0;     // commands per second; 0: unlimited
+  std::uint32_t max_state_size = 1024 * 1024;  // bytes of an instance's sealed record
 };
 
 struct ExecResult {
@@ -74,10 +75,13 @@ class Service {
   void cancel(const Uuid& id, StatusCallback done);
   // Changes an instance's limits (0: back to the daemon's default) and saves them.
   Result<const Instance*> set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued,
-                                     std::optional<std::uint32_t> max_rate);
+                                     std::optional<std::uint32_t> max_rate,
+                                     std::optional<std::uint32_t> max_state_size = std::nullopt);
   // The limits in force (defaults applied) and the commands waiting for rate.
   InstanceLimits effective_limits(const Instance& instance) const;
   std::size_t throttled(const Uuid& id) const;
+  // Bytes of the instance's sealed record as last saved or about to be.
+  static std::size_t state_size(const Instance& instance);
 
   // Records what was provisioned (JSON text) and saves it durably.
   void set_provisioning(const Uuid& id, std::string provisioning, StatusCallback done);
@@ -144,7 +148,14 @@ class Service {
   bool take_state_change(Instance& instance, const engine::Completion& done);
   // take_state_change() and, if anything changed, an asynchronous save.
   void note_completion(Instance& instance, const engine::Completion& done);
-  void persist(const Instance& instance) { persister_.save(instance.record(false)); }
+  // Saves the instance's record asynchronously, unless it outgrew its
+  // max_state_size (then the instance is quarantined instead).
+  void persist(Instance& instance);
+  // The record's sealed size against the instance's limit: an error (and
+  // the instance quarantined, its last saved state left on disk) if over.
+  Status check_state_size(Instance& instance, const state::InstanceRecord& record);
+  // The same check for state that is not hosted yet: nothing is changed.
+  Status refuse_oversized(const state::InstanceRecord& record, std::uint32_t max_state_size) const;
   Uuid fresh_uuid();
 
   const Logger& log_;

@@ -99,7 +99,7 @@ Status Daemon::start() {
     if (!shutting_down_) service_->recover_lost(id, why);
   });
   service_ = std::make_unique<Service>(&loop_, log_, *engine_, *persister_, registry_, config_.default_max_command_size,
-                                       DefaultLimits{config_.default_max_queued, config_.default_max_rate});
+                                       DefaultLimits{config_.default_max_queued, config_.default_max_rate, config_.default_max_state_size});
   control::DaemonFacts facts;
   facts.state_dir = config_.state_dir;
   facts.started_unix =

@@ -122,6 +122,47 @@ class LimitsTest(harness.DaemonTestCase):
         self.assertEqual(code, 2, err)
         self.assertErrorCode(d.call("set", uuid=u, max_rate=-1), "invalid_argument")
 
+    def test_state_growing_past_its_size_limit_quarantines_only_that_instance(self):
+        d = self.start_daemon()
+        big = d.result("add", auto_startup=True)["uuid"]
+        other = d.result("add", auto_startup=True)["uuid"]
+        size = d.result("show", uuid=big)["limits"]["state_size"]
+        self.assertEqual(d.result("show", uuid=big)["limits"]["max_state_size"], 1024 * 1024)  # the default
+        # Room for a small NV index, not for a 2 KiB one.
+        d.ctl_ok("set", big, "--max-state-size", str(size + 512))
+        T.check(d.exec(big, T.nv_define_space(0x01500001, 8)), "a small NV_DefineSpace")
+        saved = d.result("show", uuid=big)["limits"]["state_size"]
+        self.assertGreater(saved, size)
+        resp = d.call("exec", uuid=big, command=T.hexs(T.nv_define_space(0x01500002, 2048)))
+        self.assertIn("error", resp, resp)
+        self.assertEqual(resp["error"]["code"], "too_large", resp)
+        self.assertIn("max_state_size", resp["error"]["message"])
+        shown = d.result("show", uuid=big)
+        self.assertEqual(shown["state"], "failed")
+        self.assertIn("exceeds the instance's limit of %d bytes" % (size + 512), shown["failure"])
+        self.assertErrorCode(d.call("exec", uuid=big, command=T.hexs(T.get_random(8))), "corrupt")
+        # Nothing else is affected: the other instance still writes NV durably.
+        T.check(d.exec(other, T.nv_define_space(0x01500002, 2048)), "NV_DefineSpace on the other instance")
+        T.check(d.exec(other, T.nv_write(0x01500002, b"x" * 512)), "NV_Write on the other instance")
+        # The oversized change never reached the disk: after a crash the
+        # instance has its last saved state (the small index, not the big one).
+        d.kill()
+        d.restart()
+        self.assertEqual(d.result("show", uuid=big)["state"], "running")
+        self.assertEqual(d.result("show", uuid=big)["limits"]["state_size"], saved)
+        T.check(d.exec(big, T.get_random(8)), "GetRandom after the restart")
+        rc = d.exec_full(big, T.nv_define_space(0x01500001, 8))["rc"]
+        self.assertEqual(rc & 0xFFF, T.TPM_RC_NV_DEFINED, "the small index is there")
+        # A raised limit lets it grow; an add over the limit is refused whole.
+        d.ctl_ok("set", big, "--max-state-size", "0")
+        T.check(d.exec(big, T.nv_define_space(0x01500002, 2048)), "NV_DefineSpace within the default limit")
+        before = len(d.result("list")["instances"])
+        self.assertErrorCode(d.call("add", max_state_size=1024), "too_large")  # a new TPM 2.0 is ~1.6 KiB
+        self.assertEqual(len(d.result("list")["instances"]), before)
+        self.assertErrorCode(d.call("set", uuid=big, max_state_size=-1), "invalid_argument")
+        code, _, err = d.ctl("set", big, "--max-state-size", str(64 << 20))
+        self.assertEqual(code, 2, err)
+
 
 if __name__ == "__main__":
     harness.main()

@@ -153,14 +153,21 @@ Result<Json> parse_attach(std::string_view command, Args args, std::istream&) {
   return params;
 }
 
-// --max-queued N, --max-rate N (0: the daemon's default), shared by add and set.
+// --max-queued N, --max-rate N, --max-state-size N (0: the daemon's
+// default), shared by add and set.
 Status apply_limit_flags(const std::map<std::string, std::string, std::less<>>& flags, Json& params) {
-  for (const auto& [flag, key] : {std::pair{"--max-queued", "max_queued"}, std::pair{"--max-rate", "max_rate"}}) {
+  struct Limit {
+    const char* flag;
+    const char* key;
+    std::int64_t max;
+  };
+  for (const auto& [flag, key, max] : {Limit{"--max-queued", "max_queued", 1000000}, Limit{"--max-rate", "max_rate", 1000000},
+                                       Limit{"--max-state-size", "max_state_size", 16 * 1024 * 1024}}) {
     auto it = flags.find(flag);
     if (it == flags.end()) continue;
     const auto n = parse_integer(it->second);
-    if (!n || *n < 0 || *n > 1000000) {
-      return usage(std::string(flag) + ": expected 0..1000000, got " + in_quotes(it->second));
+    if (!n || *n < 0 || *n > max) {
+      return usage(std::string(flag) + ": expected 0.." + std::to_string(max) + ", got " + in_quotes(it->second));
     }
     params[key] = *n;
   }
@@ -199,7 +206,7 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
   std::vector<FlagSpec> kFlags = {{"--uuid", true},         {"--tpm", true},       {"--auto-startup", false},
                                   {"--max-command-size", true}, {"--max-queued", true}, {"--max-rate", true},
                                   {"--pcr-banks", true},       {"--ek", true},        {"--ek-cert", false},
-                                  {"--platform-cert", false}};
+                                  {"--platform-cert", false},    {"--max-state-size", true}};
   for (const auto& [flag, key] : kEndpointFlags) kFlags.push_back({flag, true});
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
@@ -230,7 +237,8 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
 }
 
 Result<Json> parse_set(std::string_view command, Args args, std::istream&) {
-  static constexpr std::array<FlagSpec, 2> kFlags = {{{"--max-queued", true}, {"--max-rate", true}}};
+  static constexpr std::array<FlagSpec, 3> kFlags = {
+      {{"--max-queued", true}, {"--max-rate", true}, {"--max-state-size", true}}};
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
   if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
@@ -238,7 +246,9 @@ Result<Json> parse_set(std::string_view command, Args args, std::istream&) {
   if (!uuid) return uuid.error();
   Json params{{"uuid", *uuid}};
   if (Status s = apply_limit_flags(split->flags, params); !s) return s.error();
-  if (params.size() == 1) return usage("set: give --max-queued N and/or --max-rate N (0: the daemon's default)");
+  if (params.size() == 1) {
+    return usage("set: give --max-queued N, --max-rate N and/or --max-state-size N (0: the daemon's default)");
+  }
   return params;
 }
 

@@ -274,6 +274,24 @@ TEST_CASE("config: a relative root key file is rejected") {
 
 // --- apply_config_json ------------------------------------------------------
 
+TEST_CASE("config: hardening settings: core dumps off, seccomp enforced, a state size limit, by default") {
+  const Config d = parse_ok({});
+  CHECK_FALSE(d.allow_core_dumps);
+  CHECK(d.seccomp == SeccompMode::kEnforce);
+  CHECK(d.default_max_state_size == 1024 * 1024);
+  const Config c = parse_ok({"--allow-core-dumps", "--seccomp", "log", "--default-max-state-size", "65536"});
+  CHECK(c.allow_core_dumps);
+  CHECK(c.seccomp == SeccompMode::kLog);
+  CHECK(c.default_max_state_size == 65536);
+  CHECK_FALSE(parse_ok({"--allow-core-dumps=off"}).allow_core_dumps);
+  CHECK(parse_ok({"--seccomp=off"}).seccomp == SeccompMode::kOff);
+  Config j;
+  REQUIRE(apply_config_json(R"({"allow_core_dumps": true, "seccomp": "enforce"})", "t.json", j).ok());
+  CHECK(j.allow_core_dumps);
+  CHECK(contains(parse_error({"--seccomp", "strict"}).message, "off, log or enforce"));
+  CHECK(contains(parse_error({"--default-max-state-size", "100"}).message, "4096"));
+}
+
 TEST_CASE("config: apply_config_json accepts both key spellings") {
   Config c;
   REQUIRE(apply_config_json(R"({"state-dir":"/a","control_socket":"/b"})", "t.json", c).ok());

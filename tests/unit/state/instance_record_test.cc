@@ -27,6 +27,7 @@ InstanceRecord sample_record() {
   r.auto_startup = true;
   r.max_command_size = 8192;
   r.powered_on = false;
+  r.max_state_size = 65536;
   r.blobs.permanent = pattern(200, 1);
   r.blobs.volatile_state = pattern(64, 2);
   r.blobs.save_state = pattern(16, 3);
@@ -40,6 +41,7 @@ void check_same(const InstanceRecord& a, const InstanceRecord& b) {
   CHECK(a.auto_startup == b.auto_startup);
   CHECK(a.max_command_size == b.max_command_size);
   CHECK(a.powered_on == b.powered_on);
+  CHECK(a.max_state_size == b.max_state_size);
   CHECK(a.blobs.permanent == b.blobs.permanent);
   CHECK(a.blobs.volatile_state == b.blobs.volatile_state);
   CHECK(a.blobs.save_state == b.blobs.save_state);
@@ -93,6 +95,15 @@ TEST_CASE("instance_record: a record with every field set round-trips") {
   auto decoded = decode_record(encode_record(r));
   REQUIRE(decoded.ok());
   check_same(*decoded, r);
+}
+
+TEST_CASE("instance_record: encoded_record_size is the encoding's size, without encoding") {
+  InstanceRecord r = sample_record();
+  CHECK(encoded_record_size(r) == encode_record(r).size());
+  r.blobs.volatile_state.clear();
+  r.channels = R"({"swtpm":{"path":"/run/vtpm/x"}})";
+  r.max_state_size = 0;
+  CHECK(encoded_record_size(r) == encode_record(r).size());
 }
 
 TEST_CASE("instance_record: empty volatile and save state round-trip as empty") {
