@@ -149,7 +149,7 @@ class Client:
     def __init__(self, path, timeout=120.0):
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(timeout * TIMEOUT_SCALE)
         self.sock.connect(path)
         self._buf = b""
         self._next_id = 1
@@ -493,11 +493,14 @@ class Daemon:
             return lines, closed
 
     def ctl(self, *args, input=None, timeout=60):  # noqa: A002
-        """Run vtpmctl --socket PATH ARGS -> (exit code, stdout, stderr)."""
-        p = subprocess.run([VTPMCTL, "--socket", self.socket_path]
+        """Run vtpmctl --socket PATH ARGS -> (exit code, stdout, stderr).
+        Under VTPMD_TIMEOUT_SCALE both vtpmctl's own answer timeout (60 s)
+        and *timeout* stretch."""
+        scaled = ["--timeout", "%d" % (60 * TIMEOUT_SCALE)] if TIMEOUT_SCALE != 1 else []
+        p = subprocess.run([VTPMCTL, "--socket", self.socket_path] + scaled
                            + [str(a) for a in args],
                            input=input, capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout * TIMEOUT_SCALE)
         return p.returncode, p.stdout, p.stderr
 
     def ctl_ok(self, *args, **kw):
