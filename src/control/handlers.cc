@@ -162,7 +162,7 @@ void Handlers::reseal(const Json& params, Reply reply) {
 
 Json Handlers::hardening_json() const {
   const state::SecureMemoryStats keys = state::secure_memory_stats();
-  return {{"seccomp", facts_.seccomp},
+  return {{"seccomp", facts_.seccomp ? facts_.seccomp() : "off"},
           {"core_dumps", facts_.core_dumps},
           {"key_memory", {{"mapped_bytes", keys.mapped_bytes}, {"locked_bytes", keys.locked_bytes}}}};
 }

@@ -20,7 +20,7 @@ struct DaemonFacts {
   std::function<std::size_t()> connections;
   std::function<Json()> root_of_trust;                                // status section
   std::function<void(state::SealPolicy, std::function<void(Result<Json>)>)> reseal;
-  std::string seccomp = "off";  // the system-call filter's mode (src/daemon/sandbox.h)
+  std::function<std::string()> seccomp;  // the system-call filter in force (src/daemon/sandbox.h)
   bool core_dumps = false;      // --allow-core-dumps
 };
 

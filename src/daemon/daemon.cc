@@ -109,7 +109,7 @@ Status Daemon::start() {
   facts.reseal = [this](state::SealPolicy policy, std::function<void(Result<control::Json>)> reply) {
     root_control_->reseal(std::move(policy), std::move(reply));
   };
-  facts.seccomp = describe(config_.seccomp);
+  facts.seccomp = [this] { return seccomp_in_force_; };
   facts.core_dumps = config_.allow_core_dumps;
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_, config_.max_connections);
   auto ca = state::LocalCa::open(config_.state_dir, store_->master(), drbg_);
@@ -137,8 +137,14 @@ Status Daemon::start() {
         signum);
   }
   // Last: everything that needs more than serving guests is done.
-  if (Status s = install_syscall_filter(config_.seccomp); !s) return s;
-  if (config_.seccomp != SeccompMode::kOff) log_.info(std::string("system-call filter installed (") + describe(config_.seccomp) + ")");
+  if (Status s = install_syscall_filter(config_.seccomp); !s) {
+    if (s.error().code != ErrorCode::kUnsupported) return s;
+    seccomp_in_force_ = "unsupported";
+    log_.warn(s.error().message + "; running without a system-call filter");
+  } else {
+    seccomp_in_force_ = describe(config_.seccomp);
+    if (config_.seccomp != SeccompMode::kOff) log_.info("system-call filter installed (" + seccomp_in_force_ + ")");
+  }
   return Status::success();
 }
 

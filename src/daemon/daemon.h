@@ -68,6 +68,7 @@ class Daemon {
   UvHandle<uv_timer_t> shutdown_deadline_;
   bool shutting_down_ = false;
   int exit_code_ = 0;
+  std::string seccomp_in_force_ = "off";  // for status: off, log, enforce or unsupported
 };
 
 }  // namespace vtpm

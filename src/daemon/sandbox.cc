@@ -77,6 +77,11 @@ const char* describe(SeccompMode mode) {
 
 Status install_syscall_filter(SeccompMode mode) {
   if (mode == SeccompMode::kOff) return Status::success();
+  // Filtering every thread at once (TSYNC) needs the seccomp() system call
+  // (Linux 3.17); valgrind, for one, does not emulate it.
+  if (seccomp_api_get() < 2) {
+    return make_error(ErrorCode::kUnsupported, "seccomp: this platform cannot filter every thread (no seccomp() call)");
+  }
   const std::uint32_t otherwise = mode == SeccompMode::kEnforce ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_LOG;
   Filter filter(seccomp_init(otherwise), seccomp_release);
   if (!filter) return make_error(ErrorCode::kInternal, "seccomp: cannot create a filter");

@@ -24,6 +24,8 @@ namespace vtpm {
 // enforce: a call outside the list fails with EPERM and the kernel logs it
 // (audit, where the kernel logs seccomp actions); log: the call is allowed
 // and logged, to find what a new code path needs; off: nothing installed.
+// Fails with kUnsupported where the kernel (or valgrind) cannot filter
+// every thread: vtpmd then runs without a filter and says so.
 Status install_syscall_filter(SeccompMode mode);
 
 // The names on the allow-list (for the docs and tests).
