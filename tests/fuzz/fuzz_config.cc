@@ -28,7 +28,18 @@ const char* level_text(LogLevel level) {
   __builtin_trap();
 }
 
+const char* seccomp_text(SeccompMode mode) {
+  switch (mode) {
+    case SeccompMode::kOff: return "off";
+    case SeccompMode::kLog: return "log";
+    case SeccompMode::kEnforce: return "enforce";
+  }
+  __builtin_trap();
+}
+
 void check_ranges(const Config& c) {
+  FUZZ_CHECK(c.default_max_state_size >= 4096 && c.default_max_state_size <= 16 * 1024 * 1024);
+  (void)seccomp_text(c.seccomp);
   FUZZ_CHECK(c.tpm12_workers_max <= 4096);
   FUZZ_CHECK(c.tpm12_slice_ms <= 60000);
   FUZZ_CHECK(c.tpm12_linger_ms <= 1000);
@@ -44,7 +55,9 @@ bool same(const Config& a, const Config& b) {
          a.engine_worker == b.engine_worker && a.tpm12_workers_max == b.tpm12_workers_max &&
          a.tpm12_slice_ms == b.tpm12_slice_ms && a.tpm12_linger_ms == b.tpm12_linger_ms &&
          a.tpm12_selftest_key_cache == b.tpm12_selftest_key_cache &&
-         a.default_max_command_size == b.default_max_command_size;
+         a.default_max_command_size == b.default_max_command_size &&
+         a.default_max_state_size == b.default_max_state_size && a.allow_core_dumps == b.allow_core_dumps &&
+         a.seccomp == b.seccomp;
 }
 
 // The settings this target knows, as name/value text pairs.
@@ -59,7 +72,10 @@ std::vector<std::pair<std::string, std::string>> settings(const Config& c) {
       {"tpm12_slice_ms", std::to_string(c.tpm12_slice_ms)},
       {"tpm12_linger_ms", std::to_string(c.tpm12_linger_ms)},
       {"tpm12_selftest_key_cache", c.tpm12_selftest_key_cache ? "on" : "off"},
-      {"default_max_command_size", std::to_string(c.default_max_command_size)}};
+      {"default_max_command_size", std::to_string(c.default_max_command_size)},
+      {"default_max_state_size", std::to_string(c.default_max_state_size)},
+      {"allow_core_dumps", c.allow_core_dumps ? "on" : "off"},
+      {"seccomp", seccomp_text(c.seccomp)}};
   if (!c.root_key_file.empty()) out.emplace_back("root_key_file", c.root_key_file);
   return out;
 }

@@ -224,6 +224,25 @@ seed("fuzz_config", "argv", u8(1) + b"\0".join([b"--state-dir", b"/tmp/x", b"--l
                                                  b"--tpm12-linger-ms", b"7", b"--default-max-command-size=2048"]))
 seed("fuzz_config", "argv_help", u8(1) + b"--help\0--version")
 seed("fuzz_config", "argv_cache_off", u8(1) + b"--tpm12-selftest-key-cache\0off\0--root-key-file=/k")
+seed("fuzz_config", "argv_hardening", u8(1) + b"--allow-core-dumps\0--seccomp\0log\0--default-max-state-size=65536")
+seed("fuzz_config", "json_hardening", u8(0) + b'{"allow_core_dumps": true, "seccomp": "off", "default_max_state_size": 4096}')
+
+# Guest endpoint parameters (attach/add), as a control request carries them.
+seed("fuzz_endpoint_spec", "swtpm_path", b'{"uuid": "6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab", "swtpm_path": "/run/vtpm/a"}')
+seed("fuzz_endpoint_spec", "swtpm_port", b'{"swtpm_port": 2321, "bind": "0.0.0.0"}')
+seed("fuzz_endpoint_spec", "each", json.dumps({"ctrl": "/run/vtpm/c", "data": "/run/vtpm/d", "ctrl_port": 2322,
+                                               "data_port": 2321, "bind": "::1", "mode": 0o660}).encode())
+seed("fuzz_endpoint_spec", "edges", b'{"swtpm_port": 65535, "mode": 512, "ctrl": "relative"}')
+seed("fuzz_endpoint_spec", "saved", b'{"ctrl":"/run/vtpm/x.ctrl","data":"/run/vtpm/x","mode":384}')
+
+# The file root's files: flags, key, counter value, counter bytes, then a sealed master key.
+ROOT_KEY = bytes(range(32))
+seed("fuzz_file_root", "valid_counter", u8(2) + u8(32) + ROOT_KEY + u64(3) + u8(0) + bytes(60))
+seed("fuzz_file_root", "empty_counter", u8(0) + u8(32) + ROOT_KEY + u64(0) + u8(0) + bytes(12) + bytes(48))
+seed("fuzz_file_root", "forged_counter", u8(0) + u8(32) + ROOT_KEY + u64(0) + u8(40) + u64(7) + bytes(32) + bytes(60))
+seed("fuzz_file_root", "short_key", u8(0) + u8(31) + ROOT_KEY[:31] + u64(0) + u8(0))
+seed("fuzz_file_root", "shared_key", u8(1) + u8(32) + ROOT_KEY + u64(0) + u8(0))
+seed("fuzz_file_root", "created", u8(4) + u8(0) + u64(1) + u8(8) + u64(1) + bytes(60))
 
 if os.path.isdir(CORPUS):
     shutil.rmtree(CORPUS)

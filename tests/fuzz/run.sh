@@ -35,7 +35,7 @@ run_one() {
   seeds=$(ls "$dir/corpus" | wc -l)
   dict=""
   case $t in  # JSON inside: syntax, edge numbers and field names
-    fuzz_control_message | fuzz_config | fuzz_state) dict=-dict=tests/fuzz/json.dict ;;
+    fuzz_control_message | fuzz_config | fuzz_state | fuzz_endpoint_spec) dict=-dict=tests/fuzz/json.dict ;;
   esac
   start=$(date +%s)
   # shellcheck disable=SC2086
