@@ -39,6 +39,7 @@ SecretKey::SecretKey(std::span<const std::uint8_t> bytes) : block_(kKeySize) {
   std::copy_n(bytes.begin(), std::min(bytes.size(), kKeySize), block_.bytes().begin());
 }
 
+// A copy of a moved-from (empty) key is all zeros, like a default key.
 SecretKey::SecretKey(const SecretKey& other) : block_(kKeySize) {
   std::copy(other.bytes().begin(), other.bytes().end(), block_.bytes().begin());
 }
@@ -46,6 +47,7 @@ SecretKey::SecretKey(const SecretKey& other) : block_(kKeySize) {
 SecretKey& SecretKey::operator=(const SecretKey& other) {
   if (this != &other) {
     if (block_.bytes().size() != kKeySize) block_ = SecureBlock(kKeySize);
+    std::fill(block_.bytes().begin(), block_.bytes().end(), std::uint8_t{0});
     std::copy(other.bytes().begin(), other.bytes().end(), block_.bytes().begin());
   }
   return *this;

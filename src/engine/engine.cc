@@ -104,8 +104,27 @@ void Engine::route_job(const Uuid& id, JobKind kind, Callback done, Bytes comman
   job.command = std::move(command);
   job.locality = locality;
   if (auto moving = moving_.find(id); moving != moving_.end()) {
-    moving->second.push_back(HeldJob{std::move(job), std::move(done)});
-    return;
+    if (kind != JobKind::kCancel) {
+      moving->second.push_back(HeldJob{std::move(job), std::move(done)});
+      return;
+    }
+    // A cancel does not wait for the move: held behind the move's snapshot,
+    // which queues behind every command it should cancel, it would cancel
+    // nothing. Commands held for the move never start; the cancel goes on
+    // to the shard being left, where it cancels the queued commands and the
+    // snapshot too (the instance then stays; finish_isolation).
+    std::vector<HeldJob> cancelled;
+    auto& held = moving->second;
+    for (auto it = held.begin(); it != held.end();) {
+      if (it->job.kind == JobKind::kExecute) {
+        cancelled.push_back(std::move(*it));
+        it = held.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Answered only now: an answer may queue new work for this instance.
+    for (auto& c : cancelled) reply_error(std::move(c.job), ErrorCode::kCancelled, "cancelled while queued", c.done);
   }
   Shard* shard = route(id);
   if (shard == nullptr) {

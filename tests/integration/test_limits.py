@@ -63,8 +63,11 @@ class LimitsTest(harness.DaemonTestCase):
                     ok += 1
         self.assertGreaterEqual(ok, 4)
         self.assertGreaterEqual(busy, 1)
-        # The refused commands did not stay anywhere: the instance is idle and usable.
-        self.assertEqual(d.result("show", uuid=u)["outstanding"], 0)
+        # The refused commands did not stay anywhere: the instance is idle and usable. (Its
+        # move to a worker of its own, for hogging the engine thread, may still be finishing:
+        # slow under valgrind.)
+        harness.wait_until(lambda: d.result("show", uuid=u)["outstanding"] == 0, 5 * harness.TIMEOUT_SCALE,
+                           what="the instance to be idle")
         T.check(d.exec(u, T.get_random(4)), "GetRandom")
 
     def test_guest_channel_connections_per_instance_are_capped(self):
