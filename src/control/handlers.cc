@@ -393,9 +393,11 @@ void Handlers::set(const Json& params, Reply reply) {
   };
   auto state_size = int_param(params, "max_state_size", 0, kMaxStateSizeParam);
   if (!state_size) return reply(state_size.error());
-  auto r = service_.set_limits(*id, as_limit(*queued), as_limit(*rate), as_limit(*state_size));
-  if (!r) return reply(r.error());
-  reply(instance_json(**r, service_, swtpm_));
+  service_.set_limits(*id, as_limit(*queued), as_limit(*rate), as_limit(*state_size),
+                      [this, reply = std::move(reply)](Result<const Instance*> r) {
+                        if (!r) return reply(r.error());
+                        reply(instance_json(**r, service_, swtpm_));
+                      });
 }
 
 void Handlers::export_instance(const Json& params, Reply reply) {

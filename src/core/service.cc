@@ -89,20 +89,29 @@ std::size_t Service::throttled(const Uuid& id) const {
   return it == throttled_.end() ? 0 : it->second.size();
 }
 
-Result<const Instance*> Service::set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued,
-                                            std::optional<std::uint32_t> max_rate,
-                                            std::optional<std::uint32_t> max_state_size) {
+void Service::set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued, std::optional<std::uint32_t> max_rate,
+                         std::optional<std::uint32_t> max_state_size, InstanceCallback done) {
   auto found = registry_.get(id);
-  if (!found) return found.error();
+  if (!found) return done(found.error());
   Instance& i = **found;
   if (max_queued) i.limits.max_queued = *max_queued;
   if (max_rate) i.limits.max_rate = *max_rate;
   if (max_state_size) i.limits.max_state_size = *max_state_size;
-  if (!i.removing && !i.failed) persist(i);
   log_.info(id, "limits: max_queued " + std::to_string(effective_limits(i).max_queued) + ", max_rate " +
                     std::to_string(effective_limits(i).max_rate) + "/s, max_state_size " +
                     std::to_string(effective_limits(i).max_state_size) + " bytes");
-  return static_cast<const Instance*>(&i);
+  // Nothing to save for an instance without loadable state or on its way out.
+  if (i.removing || i.failed) return done(static_cast<const Instance*>(&i));
+  state::InstanceRecord record = i.record(false);
+  if (Status fits = check_state_size(i, record); !fits) return done(fits.error());
+  // Answered once durable, like every acknowledged change: a crash right
+  // after the answer keeps the new limits.
+  persister_.save(std::move(record), [this, id, done = std::move(done)](Status saved) {
+    if (!saved) return done(make_error(ErrorCode::kIo, "the new limits could not be saved: " + saved.error().message));
+    auto again = registry_.get(id);
+    if (!again) return done(again.error());
+    done(static_cast<const Instance*>(*again));
+  });
 }
 
 bool Service::take_token(Instance& instance) {

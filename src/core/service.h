@@ -73,10 +73,10 @@ class Service {
             CommandOrigin origin = CommandOrigin::kClient);
   void power(const Uuid& id, PowerAction action, InstanceCallback done);
   void cancel(const Uuid& id, StatusCallback done);
-  // Changes an instance's limits (0: back to the daemon's default) and saves them.
-  Result<const Instance*> set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued,
-                                     std::optional<std::uint32_t> max_rate,
-                                     std::optional<std::uint32_t> max_state_size = std::nullopt);
+  // Changes an instance's limits (0: back to the daemon's default); `done`
+  // runs once they are saved.
+  void set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued, std::optional<std::uint32_t> max_rate,
+                  std::optional<std::uint32_t> max_state_size, InstanceCallback done);
   // The limits in force (defaults applied) and the commands waiting for rate.
   InstanceLimits effective_limits(const Instance& instance) const;
   std::size_t throttled(const Uuid& id) const;

@@ -27,7 +27,7 @@ const std::vector<std::string> kAllowed = {
     // Files in the state and socket directories (sealed blobs, manifest,
     // counter, endpoint sockets).
     "open", "openat", "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "access",
-    "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "mkdir", "mkdirat", "unlink", "unlinkat",
+    "faccessat", "faccessat2", "readlink", "readlinkat", "getdents", "getdents64", "mkdir", "mkdirat", "unlink", "unlinkat",
     "rename", "renameat", "renameat2", "fsync", "fdatasync", "ftruncate", "fallocate", "chmod", "fchmod",
     "fchmodat", "umask", "getcwd", "flock",
     // Memory, including the key arena (MADV_DONTDUMP, mlock).

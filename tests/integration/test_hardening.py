@@ -69,7 +69,10 @@ class HardeningTest(harness.DaemonTestCase):
         self.addCleanup(d.cleanup)
         self._daemons.append(d)
         os.chdir(d.tmp)  # inherited by the daemon and its workers
-        d.start()
+        # An ASan build turns core dumps off by itself (disable_coredump=1): let the dump
+        # policy under test decide. No effect on an uninstrumented build.
+        asan = [o for o in os.environ.get("ASAN_OPTIONS", "").split(":") if o] + ["disable_coredump=0"]
+        d.start(env={"ASAN_OPTIONS": ":".join(asan)})
         return d
 
     def cores_in(self, directory):
