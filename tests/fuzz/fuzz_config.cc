@@ -6,6 +6,7 @@
 // Invariants: an accepted configuration is inside every documented range (usage_text()); it
 // survives being written back out (as JSON, or as --name=value flags) and read again unchanged.
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,12 @@ const char* seccomp_text(SeccompMode mode) {
   __builtin_trap();
 }
 
+std::string handle_text(std::uint32_t handle) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", handle);
+  return buf;
+}
+
 void check_ranges(const Config& c) {
   FUZZ_CHECK(c.default_max_state_size >= 4096 && c.default_max_state_size <= 16 * 1024 * 1024);
   (void)seccomp_text(c.seccomp);
@@ -44,7 +51,17 @@ void check_ranges(const Config& c) {
   FUZZ_CHECK(c.tpm12_slice_ms <= 60000);
   FUZZ_CHECK(c.tpm12_linger_ms <= 1000);
   FUZZ_CHECK(c.default_max_command_size >= 1024 && c.default_max_command_size <= 65536);
-  FUZZ_CHECK(c.root_of_trust == "file");
+  bool known_root = c.root_of_trust == "auto" || c.root_of_trust == "file" || c.root_of_trust.starts_with("file:/");
+  for (const char* prefix : {"device:/", "swtpm:", "mssim:", "tis:", "crb:"}) {
+    known_root = known_root || c.root_of_trust.starts_with(prefix);
+  }
+  FUZZ_CHECK(known_root);
+  FUZZ_CHECK(c.tpm_pcrs.find(':') != std::string::npos);
+  FUZZ_CHECK(c.tpm_parent == 0 || (c.tpm_parent >= 0x81000000u && c.tpm_parent <= 0x81FFFFFFu));
+  FUZZ_CHECK(c.tpm_counter_index >= 0x01000000u && c.tpm_counter_index <= 0x01FFFFFFu);
+  FUZZ_CHECK(c.tpm_counter_interval_s >= 1 && c.tpm_counter_interval_s <= 30u * 24 * 3600);
+  FUZZ_CHECK(c.tpm_policy_key.empty() || c.tpm_policy_key[0] == '/');
+  FUZZ_CHECK(c.tpm_signed_policies.empty() || c.tpm_signed_policies[0] == '/');
   FUZZ_CHECK(c.root_key_file.empty() || c.root_key_file[0] == '/');
   (void)level_text(c.log_level);
 }
@@ -57,7 +74,9 @@ bool same(const Config& a, const Config& b) {
          a.tpm12_selftest_key_cache == b.tpm12_selftest_key_cache &&
          a.default_max_command_size == b.default_max_command_size &&
          a.default_max_state_size == b.default_max_state_size && a.allow_core_dumps == b.allow_core_dumps &&
-         a.seccomp == b.seccomp;
+         a.seccomp == b.seccomp && a.tpm_pcrs == b.tpm_pcrs && a.tpm_parent == b.tpm_parent &&
+         a.tpm_counter_index == b.tpm_counter_index && a.tpm_counter_interval_s == b.tpm_counter_interval_s &&
+         a.tpm_policy_key == b.tpm_policy_key && a.tpm_signed_policies == b.tpm_signed_policies;
 }
 
 // The settings this target knows, as name/value text pairs.
@@ -77,6 +96,12 @@ std::vector<std::pair<std::string, std::string>> settings(const Config& c) {
       {"allow_core_dumps", c.allow_core_dumps ? "on" : "off"},
       {"seccomp", seccomp_text(c.seccomp)}};
   if (!c.root_key_file.empty()) out.emplace_back("root_key_file", c.root_key_file);
+  out.emplace_back("tpm_pcrs", c.tpm_pcrs);
+  out.emplace_back("tpm_counter_index", handle_text(c.tpm_counter_index));
+  out.emplace_back("tpm_counter_interval", std::to_string(c.tpm_counter_interval_s));
+  if (c.tpm_parent != 0) out.emplace_back("tpm_parent", handle_text(c.tpm_parent));
+  if (!c.tpm_policy_key.empty()) out.emplace_back("tpm_policy_key", c.tpm_policy_key);
+  if (!c.tpm_signed_policies.empty()) out.emplace_back("tpm_signed_policies", c.tpm_signed_policies);
   return out;
 }
 
