@@ -330,7 +330,7 @@ Result<Bytes> TpmRootOfTrust::pcr_branch(const TPML_PCR_SELECTION& pcrs, const s
   return Bytes(digest->buffer, digest->buffer + digest->size);
 }
 
-Result<Bytes> TpmRootOfTrust::authorize_branch(TPM2B_NAME* key_name_out) {
+Result<TpmRootOfTrust::PolicyKey> TpmRootOfTrust::load_policy_key() {
   auto pub = signing_key_public(options_.policy_key_file);
   if (!pub) return pub.error();
   ESYS_CONTEXT* ctx = esys_.get();
@@ -339,12 +339,11 @@ Result<Bytes> TpmRootOfTrust::authorize_branch(TPM2B_NAME* key_name_out) {
       rc != TSS2_RC_SUCCESS) {
     return tpm_error("loading the operator's policy key " + options_.policy_key_file, rc);
   }
-  TpmHandle loaded(ctx, key);
+  PolicyKey loaded{TpmHandle(ctx, key), {}};
   TPM2B_NAME* raw = nullptr;
   if (TSS2_RC rc = Esys_TR_GetName(ctx, key, &raw); rc != TSS2_RC_SUCCESS) return tpm_error("reading the key's name", rc);
-  EsysPtr<TPM2B_NAME> name(raw);
-  if (key_name_out) *key_name_out = *name;
-  return policy_authorize_digest(*name);
+  loaded.name = *EsysPtr<TPM2B_NAME>(raw);
+  return loaded;
 }
 
 Result<Bytes> TpmRootOfTrust::seal_under(const SecretKey& secret, const TPML_PCR_SELECTION& pcrs,
@@ -359,10 +358,10 @@ Result<Bytes> TpmRootOfTrust::seal_under(const SecretKey& secret, const TPML_PCR
   sealed.pcr_branch = *pcr_digest;
   Bytes auth_policy = sealed.pcr_branch;
   if (authorized) {
-    auto auth = authorize_branch(nullptr);
-    if (!auth) return auth.error();
+    auto key = load_policy_key();
+    if (!key) return key.error();
     sealed.mode = kModePcrOrAuthorized;
-    sealed.authorize_branch = *auth;
+    sealed.authorize_branch = policy_authorize_digest(key->name);
     auth_policy = policy_or_digest(sealed.pcr_branch, sealed.authorize_branch);
   }
   auto parent = storage_parent();
@@ -480,18 +479,9 @@ Result<SecretKey> TpmRootOfTrust::unseal_with_signed_policy(const Sealed& sealed
       tried += "; " + policy.source + ": signed for other PCR values";
       continue;
     }
-    TPM2B_NAME key_name{};
-    auto pub = signing_key_public(options_.policy_key_file);
-    if (!pub) return pub.error();
-    ESYS_TR key = ESYS_TR_NONE;
-    if (TSS2_RC rc = Esys_LoadExternal(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr, &*pub, ESYS_TR_RH_OWNER, &key);
-        rc != TSS2_RC_SUCCESS) {
-      return tpm_error("loading the operator's policy key", rc);
-    }
-    TpmHandle loaded(ctx, key);
-    TPM2B_NAME* name_raw = nullptr;
-    if (TSS2_RC rc = Esys_TR_GetName(ctx, key, &name_raw); rc != TSS2_RC_SUCCESS) return tpm_error("key name", rc);
-    key_name = *EsysPtr<TPM2B_NAME>(name_raw);
+    auto key = load_policy_key();
+    if (!key) return key.error();
+    const TPM2B_NAME& key_name = key->name;
     if (policy_authorize_digest(key_name) != sealed.authorize_branch) {
       return make_error(ErrorCode::kPermissionDenied, "the configured policy key " + options_.policy_key_file +
                                                           " is not the one the master key was sealed to");
@@ -500,7 +490,7 @@ Result<SecretKey> TpmRootOfTrust::unseal_with_signed_policy(const Sealed& sealed
     a_hash_input.insert(a_hash_input.end(), policy.policy_ref.buffer, policy.policy_ref.buffer + policy.policy_ref.size);
     const TPM2B_DIGEST a_hash = digest_of(sha256(a_hash_input));
     TPMT_TK_VERIFIED* ticket_raw = nullptr;
-    if (TSS2_RC rc = Esys_VerifySignature(ctx, key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &a_hash, &policy.signature,
+    if (TSS2_RC rc = Esys_VerifySignature(ctx, key->handle.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &a_hash, &policy.signature,
                                           &ticket_raw);
         rc != TSS2_RC_SUCCESS) {
       tried += "; " + policy.source + ": its signature does not verify with " + options_.policy_key_file;

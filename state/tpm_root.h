@@ -78,7 +78,13 @@ class TpmRootOfTrust final : public RootOfTrust {
   Result<TpmHandle> storage_parent();
   Result<TpmHandle> salted_session(ESYS_TR salt_key, TPM2_SE type, TPMA_SESSION attributes);
   Result<Bytes> pcr_branch(const TPML_PCR_SELECTION& pcrs, const std::vector<std::string>& predicted);
-  Result<Bytes> authorize_branch(TPM2B_NAME* key_name_out);
+  // The operator's policy key loaded into the TPM (public part only), and
+  // its name, which PolicyAuthorize binds.
+  struct PolicyKey {
+    TpmHandle handle;
+    TPM2B_NAME name;
+  };
+  Result<PolicyKey> load_policy_key();
   Result<Bytes> seal_under(const SecretKey& secret, const TPML_PCR_SELECTION& pcrs,
                            const std::vector<std::string>& predicted, bool authorized);
   Result<SecretKey> unseal_with_pcrs(const Sealed& sealed, ESYS_TR parent, ESYS_TR object);

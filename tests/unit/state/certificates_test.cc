@@ -17,29 +17,14 @@
 #include "state/file_io.h"
 #include "state/local_ca.h"
 
+#include "tests/unit/support/temp_dir.h"
+
 namespace vtpm::state {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = "/tmp/vtpmd-unit-XXXXXX";
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using vtpm::testing::TempDir;
 
 MasterKey master_of(std::uint8_t fill) {
   MasterKey m;

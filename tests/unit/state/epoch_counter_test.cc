@@ -15,23 +15,14 @@
 #include "state/sealed_blob.h"
 #include "state/state_store.h"
 
+#include "tests/unit/support/temp_dir.h"
+
 namespace vtpm::state {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct ScratchDir {
-  ScratchDir() {
-    std::string templ = "/tmp/vtpmd-epoch-XXXXXX";
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path = templ;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
+using vtpm::testing::TempDir;
 
 enum class Fault { kNone, kFailBefore, kFailAfter, kFailReads };
 
@@ -140,8 +131,8 @@ void copy_dir(const std::string& from, const std::string& to) {
 }  // namespace
 
 TEST_CASE("epoch counter: one increment per start, none per commit") {
-  ScratchDir dir;
-  Daemon d(dir.path);
+  TempDir dir;
+  Daemon d(dir.path());
   d.open();
   CHECK(d.root->increments == 1);
   const auto at_start = d.store->counter();
@@ -154,15 +145,15 @@ TEST_CASE("epoch counter: one increment per start, none per commit") {
   CHECK(d.root->increments == 2);
   CHECK(d.store->counter() == at_start + 1);
 
-  Daemon again(dir.path);
+  Daemon again(dir.path());
   const OpenedState s = again.open();
   CHECK(s.quarantined.empty());
   CHECK(permanent_fill(s) == 21);
 }
 
 TEST_CASE("epoch counter: the interval starts a new epoch at the next commit") {
-  ScratchDir dir;
-  Daemon d(dir.path, std::chrono::seconds(1));
+  TempDir dir;
+  Daemon d(dir.path(), std::chrono::seconds(1));
   d.open();
   const auto at_start = d.store->counter();
   d.save(1);
@@ -173,8 +164,8 @@ TEST_CASE("epoch counter: the interval starts a new epoch at the next commit") {
 }
 
 TEST_CASE("epoch counter: a lost increment answer fails no commit and is caught up without a false rollback") {
-  ScratchDir dir;
-  Daemon d(dir.path);
+  TempDir dir;
+  Daemon d(dir.path());
   d.open();
   d.root->fault = Fault::kFailAfter;
   d.store->request_new_epoch();
@@ -189,16 +180,16 @@ TEST_CASE("epoch counter: a lost increment answer fails no commit and is caught 
   CHECK(d.root->increments == before);
   CHECK(d.store->counter_status().problem.empty());
 
-  Daemon again(dir.path);
+  Daemon again(dir.path());
   const OpenedState s = again.open();
   CHECK(s.quarantined.empty());
   CHECK(permanent_fill(s) == 3);
 }
 
 TEST_CASE("epoch counter: a TPM gone at a new epoch; the daemon stops; the next start completes the increment") {
-  ScratchDir dir;
+  TempDir dir;
   {
-    Daemon d(dir.path);
+    Daemon d(dir.path());
     d.open();
     d.root->fault = Fault::kFailBefore;
     d.store->request_new_epoch();
@@ -206,7 +197,7 @@ TEST_CASE("epoch counter: a TPM gone at a new epoch; the daemon stops; the next 
     d.save(8);
     CHECK_FALSE(d.store->counter_status().problem.empty());
   }
-  Daemon again(dir.path);
+  Daemon again(dir.path());
   const OpenedState s = again.open();
   CHECK(s.quarantined.empty());
   CHECK(permanent_fill(s) == 8);
@@ -216,9 +207,9 @@ TEST_CASE("epoch counter: a TPM gone at a new epoch; the daemon stops; the next 
 }
 
 TEST_CASE("epoch counter: a start-up that cannot advance the counter fails") {
-  ScratchDir dir;
-  { Daemon(dir.path).open(); }
-  Daemon d(dir.path);
+  TempDir dir;
+  { Daemon(dir.path()).open(); }
+  Daemon d(dir.path());
   d.root->fault = Fault::kFailBefore;
   Drbg drbg;
   auto opened = d.store->open(drbg);
@@ -227,34 +218,34 @@ TEST_CASE("epoch counter: a start-up that cannot advance the counter fails") {
 }
 
 TEST_CASE("epoch counter: the rollback window is one epoch") {
-  ScratchDir dir;
-  const std::string copy = dir.path + "-copy";
+  TempDir dir;
+  const std::string copy = dir.path() + "-copy";
   {
-    Daemon d(dir.path);
+    Daemon d(dir.path());
     d.open();
     d.save(1);
-    copy_dir(dir.path, copy);  // a copy taken within the epoch
+    copy_dir(dir.path(), copy);  // a copy taken within the epoch
     d.save(2);
   }
   {
     // Restored over the live directory before any new epoch: the window.
-    copy_dir(copy, dir.path + "-within");
-    fs::remove(dir.path + "-within/root.key.counter");
-    fs::copy_file(dir.path + "/root.key.counter", dir.path + "-within/root.key.counter");
-    Daemon within(dir.path + "-within");
+    copy_dir(copy, dir.path() + "-within");
+    fs::remove(dir.path() + "-within/root.key.counter");
+    fs::copy_file(dir.path() + "/root.key.counter", dir.path() + "-within/root.key.counter");
+    Daemon within(dir.path() + "-within");
     const OpenedState s = within.open();
     CHECK(s.quarantined.empty());
     CHECK(permanent_fill(s) == 1);  // undetected by design
-    fs::remove_all(dir.path + "-within");
+    fs::remove_all(dir.path() + "-within");
   }
   {
-    Daemon d(dir.path);  // this start is a new epoch
+    Daemon d(dir.path());  // this start is a new epoch
     d.open();
     d.save(3);
   }
   // The same copy restored now is older than the counter: every instance quarantined.
   fs::remove(copy + "/root.key.counter");
-  fs::copy_file(dir.path + "/root.key.counter", copy + "/root.key.counter");
+  fs::copy_file(dir.path() + "/root.key.counter", copy + "/root.key.counter");
   Daemon rolled_back(copy);
   const OpenedState s = rolled_back.open();
   REQUIRE(s.quarantined.size() == 1);

@@ -16,29 +16,14 @@
 #include "state/file_root.h"
 #include "state/sealed_blob.h"
 
+#include "tests/unit/support/temp_dir.h"
+
 namespace vtpm::state {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = "/tmp/vtpmd-unit-XXXXXX";
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using vtpm::testing::TempDir;
 
 Uuid uuid_of(std::uint8_t last) {
   Uuid::Bytes b{};
