@@ -172,8 +172,13 @@ std::string TpmRootOfTrust::describe() const {
 }
 
 std::string TpmRootOfTrust::policy_description() const {
-  const std::lock_guard lock(mutex_);
+  const std::lock_guard lock(policy_mutex_);
   return policy_;
+}
+
+void TpmRootOfTrust::set_policy_description(std::string text) {
+  const std::lock_guard lock(policy_mutex_);
+  policy_ = std::move(text);
 }
 
 template <typename T>
@@ -392,7 +397,7 @@ Result<Bytes> TpmRootOfTrust::seal_under(const SecretKey& secret, const TPML_PCR
   EsysPtr<TPM2B_PUBLIC> pub(out_public);
   sealed.priv = *priv;
   sealed.pub = *pub;
-  policy_ = sealed.describe();
+  set_policy_description(sealed.describe());
   return sealed.encode();
 }
 
@@ -561,7 +566,7 @@ Result<SecretKey> TpmRootOfTrust::unseal(std::span<const std::uint8_t> bytes) {
     }
     TpmHandle loaded(ctx, object);
     auto key = unseal_with_pcrs(*sealed, parent->get(), object);
-    if (key) policy_ = sealed->describe();
+    if (key) set_policy_description(sealed->describe());
     if (key || key.error().code != ErrorCode::kPermissionDenied) return key;
     std::string tried;
     if (sealed->mode == kModePcrOrAuthorized) {
@@ -570,7 +575,8 @@ Result<SecretKey> TpmRootOfTrust::unseal(std::span<const std::uint8_t> bytes) {
       } else {
         auto signed_key = unseal_with_signed_policy(*sealed, parent->get(), object, tried);
         if (signed_key) {
-          policy_ = sealed->describe() + " (unsealed with an operator-signed policy; reseal to the current PCRs)";
+          set_policy_description(sealed->describe() +
+                                 " (unsealed with an operator-signed policy; reseal to the current PCRs)");
           return signed_key;
         }
         if (signed_key.error().code != ErrorCode::kPermissionDenied) return signed_key;

@@ -97,7 +97,11 @@ class TpmRootOfTrust final : public RootOfTrust {
   mutable std::mutex mutex_;
   hwtpm::TctiHandle tcti_;  // declared before esys_: ESAPI is finalised first
   EsysContext esys_;
-  std::string policy_;  // current sealing policy, for status (under mutex_)
+  // Status reads the policy text from the loop thread, so it has its own
+  // lock: mutex_ is held across TPM I/O (retries last seconds).
+  mutable std::mutex policy_mutex_;
+  std::string policy_;  // current sealing policy, for status (under policy_mutex_)
+  void set_policy_description(std::string text);
 };
 
 }  // namespace vtpm::state
