@@ -42,99 +42,28 @@ constexpr std::uint32_t kCancel = 0x01;
 constexpr std::uint32_t kInterfaceTypeFifo = 0x0;   // TPM_INTF_ID bits 3:0
 constexpr std::uint32_t kInterfaceTypeTis13 = 0xF;
 
-std::string hex(std::uint64_t v, int width = 2) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%0*llx", width, static_cast<unsigned long long>(v));
-  return buf;
-}
-
-std::string ms(std::chrono::milliseconds t) { return std::to_string(t.count()) + " ms"; }
-
 }  // namespace
 
-class CrbTransport::Lease {
- public:
-  explicit Lease(CrbTransport* owner) : owner_(owner) {}
-  Lease(Lease&& other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
-  Lease& operator=(Lease&&) = delete;
-  ~Lease() {
-    if (owner_) owner_->release_locality();
-  }
-
- private:
-  CrbTransport* owner_;
-};
-
 Result<std::unique_ptr<CrbTransport>> CrbTransport::create(std::shared_ptr<MmioRegion> region, CrbOptions options) {
-  if (options.locality > 4) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "CRB locality " + std::to_string(options.locality) + " does not exist (0..4)");
-  }
-  if (!region->contains(0, kWindowSize)) {
-    return make_error(ErrorCode::kInvalidArgument, "CRB needs a " + hex(kWindowSize) + "-byte window (5 localities); " +
-                                                       region->describe() + " maps " + hex(region->size()));
-  }
+  HWTPM_CHECK(check_window("CRB", *region, options.locality));
   const std::size_t page = options.locality * kLocalityStride;
   HWTPM_TRY(state, region->read32(page + kLocState));
   if (state == 0xFFFFFFFFu || !(state & kLocStateValid)) {
     return make_error(ErrorCode::kUnavailable, "no CRB answers at " + region->describe() + ": TPM_LOC_STATE reads " +
-                                                   hex(state, 8) + " (wrong address, or the TPM is disabled)");
+                                                   mmio_hex(state, 8) + " (wrong address, or the TPM is disabled)");
   }
   HWTPM_TRY(interface_id, region->read32(page + kInterfaceId));
   const std::uint32_t type = interface_id & 0xF;
   if (type == kInterfaceTypeFifo || type == kInterfaceTypeTis13) {
     return make_error(ErrorCode::kInvalidArgument, "the TPM at " + region->describe() +
                                                        " uses the FIFO (TIS) interface (TPM_INTF_ID " +
-                                                       hex(interface_id, 8) + "): use tis:ADDRESS instead of crb:");
+                                                       mmio_hex(interface_id, 8) + "): use tis:ADDRESS instead of crb:");
   }
   HWTPM_TRY(did_vid, region->read32(page + kInterfaceId + 4));  // TPM_CRB_INTF_ID bits 63:32
   return std::make_unique<CrbTransport>(std::move(region), options, did_vid);
 }
 
-CrbTransport::CrbTransport(std::shared_ptr<MmioRegion> region, CrbOptions options, std::uint32_t did_vid)
-    : region_(std::move(region)), options_(options), did_vid_(did_vid) {}
-
-std::string CrbTransport::describe() const {
-  char ids[32];
-  std::snprintf(ids, sizeof ids, "%04x:%04x", did_vid_ & 0xFFFF, did_vid_ >> 16);
-  return "CRB " + hex(region_->physical_base(), 8) + " locality " + std::to_string(options_.locality) +
-         " (vendor:device " + ids + ")";
-}
-
-Error CrbTransport::failure(ErrorCode code, const std::string& what) const {
-  return make_error(code, "CRB locality " + std::to_string(options_.locality) + ": " + what);
-}
-
-Status CrbTransport::set_locality(std::uint8_t locality) {
-  if (locality > 4) return failure(ErrorCode::kInvalidArgument, "cannot move to locality " + std::to_string(locality) + " (0..4)");
-  std::lock_guard lock(transact_mutex_);
-  options_.locality = locality;
-  return Status::success();
-}
-
-Result<std::vector<std::uint8_t>> CrbTransport::transact(std::span<const std::uint8_t> command) {
-  std::lock_guard lock(transact_mutex_);
-  // A cancel is consumed by the transaction it reaches. One that arrives
-  // before this transaction starts (a caller racing its own worker) still
-  // counts: the command never reaches the TPM.
-  CancelConsumer consume(cancel_requested_);
-  if (cancel_requested_) return failure(ErrorCode::kCancelled, "cancelled before the command was sent");
-  auto header = tpm::parse_header(command);
-  if (!header.ok()) return failure(ErrorCode::kInvalidArgument, "command refused: " + header.error().message);
-  if (header->size != command.size()) {
-    return failure(ErrorCode::kInvalidArgument, "command refused: header size " + std::to_string(header->size) +
-                                                    " but " + std::to_string(command.size()) + " bytes given");
-  }
-  HWTPM_TRY(lease, acquire_locality());
-  auto response = run_command(command);
-  // Idle on every path: after a success it is the normal end of a command;
-  // after a failure it drops whatever the TPM still holds.
-  auto idle = go_idle();
-  if (response.ok() && !idle.ok()) return idle.error();
-  return response;
-}
-
-Result<CrbTransport::Lease> CrbTransport::acquire_locality() {
+Status CrbTransport::acquire_locality() {
   const std::uint32_t mine = options_.locality;
   auto held = [&](std::uint32_t state) {
     return (state & kLocStateValid) && (state & kLocStateAssigned) && ((state >> kLocStateActiveShift) & 7) == mine;
@@ -142,7 +71,7 @@ Result<CrbTransport::Lease> CrbTransport::acquire_locality() {
   HWTPM_TRY(state, region_->read32(reg(kLocState)));
   if (held(state)) {
     HWTPM_TRY(sts, region_->read32(reg(kLocSts)));
-    if (sts & kLocStsGranted) return Lease(this);
+    if (sts & kLocStsGranted) return Status::success();
   }
   HWTPM_CHECK(region_->write32(reg(kLocCtrl), kLocCtrlRequest));
   HWTPM_TRY(granted, poll_until(options_.timeouts.a, options_.timeouts.poll_interval, [&]() -> Result<bool> {
@@ -154,10 +83,10 @@ Result<CrbTransport::Lease> CrbTransport::acquire_locality() {
   if (!granted) {
     (void)region_->write32(reg(kLocCtrl), kLocCtrlRelinquish);  // withdraw the request
     return failure(ErrorCode::kUnavailable, "locality never granted in TPM_LOC_STS (timeout " +
-                                                ms(options_.timeouts.a) + ", TPM_LOC_STATE=" + hex(state, 8) +
+                                                mmio_ms(options_.timeouts.a) + ", TPM_LOC_STATE=" + mmio_hex(state, 8) +
                                                 "); another locality holds the TPM?");
   }
-  return Lease(this);
+  return Status::success();
 }
 
 void CrbTransport::release_locality() { (void)region_->write32(reg(kLocCtrl), kLocCtrlRelinquish); }
@@ -165,7 +94,7 @@ void CrbTransport::release_locality() { (void)region_->write32(reg(kLocCtrl), kL
 Status CrbTransport::check_not_fatal() {
   HWTPM_TRY(sts, region_->read32(reg(kCtrlSts)));
   if (sts & kStsFatal) {
-    return failure(ErrorCode::kTpmFailure, "tpmSts set in TPM_CRB_CTRL_STS (" + hex(sts, 8) +
+    return failure(ErrorCode::kTpmFailure, "tpmSts set in TPM_CRB_CTRL_STS (" + mmio_hex(sts, 8) +
                                                "): the TPM is in a fatal error state");
   }
   return Status::success();
@@ -180,7 +109,7 @@ Status CrbTransport::wait_request_bit_clear(std::uint32_t bit, const char* name)
   }));
   if (!cleared) {
     return failure(ErrorCode::kUnavailable, std::string(name) + " never cleared in TPM_CRB_CTRL_REQ (timeout " +
-                                                ms(options_.timeouts.c) + ", CTRL_REQ=" + hex(req, 8) + ")");
+                                                mmio_ms(options_.timeouts.c) + ", CTRL_REQ=" + mmio_hex(req, 8) + ")");
   }
   return Status::success();
 }
@@ -199,9 +128,9 @@ Result<CrbTransport::Buffer> CrbTransport::buffer(std::size_t size_reg, std::siz
   const std::uint64_t base = region_->physical_base();
   const std::uint64_t offset = address - base;  // wraps to huge if address < base
   if (address < base || offset > region_->size() || !region_->contains(static_cast<std::size_t>(offset), size)) {
-    return failure(ErrorCode::kTpmFailure, std::string(name) + " buffer [" + hex(address, 8) + ", +" + hex(size) +
-                                               ") lies outside the mapped window [" + hex(base, 8) + ", +" +
-                                               hex(region_->size()) + ")");
+    return failure(ErrorCode::kTpmFailure, std::string(name) + " buffer [" + mmio_hex(address, 8) + ", +" + mmio_hex(size) +
+                                               ") lies outside the mapped window [" + mmio_hex(base, 8) + ", +" +
+                                               mmio_hex(region_->size()) + ")");
   }
   if (size < tpm::kHeaderSize) {
     return failure(ErrorCode::kTpmFailure, std::string(name) + " buffer of " + std::to_string(size) +
@@ -234,10 +163,10 @@ Status CrbTransport::wait_for_start_clear() {
       (void)region_->write32(reg(kCtrlCancel), 0);
       if (cancel_sent) {
         return failure(ErrorCode::kCancelled,
-                       "cancelled; START in TPM_CRB_CTRL_START not cleared within " + ms(t.b) + " of CTRL_CANCEL");
+                       "cancelled; START in TPM_CRB_CTRL_START not cleared within " + mmio_ms(t.b) + " of CTRL_CANCEL");
       }
       return failure(ErrorCode::kUnavailable, "no response: START in TPM_CRB_CTRL_START not cleared within " +
-                                                  ms(t.command) + "; command cancelled");
+                                                  mmio_ms(t.command) + "; command cancelled");
     }
     std::this_thread::sleep_for(t.poll_interval);
   }

@@ -11,7 +11,7 @@ namespace vtpm::hwtpm {
 
 namespace {
 
-constexpr std::size_t kWindowSize = 0x5000;  // 5 localities of 4 KiB, for TIS and CRB alike
+constexpr std::size_t kWindowSize = MmioTransport::kWindowSize;
 constexpr std::uint64_t kAlignment = 0x1000;
 
 Error bad(std::string_view spec, const std::string& why) {

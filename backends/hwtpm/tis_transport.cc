@@ -32,103 +32,31 @@ constexpr std::uint8_t kSts3CommandCancel = 0x01;   // TPM_STS bit 24
 
 constexpr std::uint32_t kInterfaceTypeCrb = 0x1;     // TPM_INTF_ID bits 3:0
 
-std::string hex(std::uint64_t v, int width = 2) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%0*llx", width, static_cast<unsigned long long>(v));
-  return buf;
-}
-
-std::string ms(std::chrono::milliseconds t) { return std::to_string(t.count()) + " ms"; }
-
 }  // namespace
 
-// Holds the locality for one transaction; gives it back on every exit path.
-class TisTransport::Lease {
- public:
-  explicit Lease(TisTransport* owner) : owner_(owner) {}
-  Lease(Lease&& other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
-  Lease& operator=(Lease&&) = delete;
-  ~Lease() {
-    if (owner_) owner_->release_locality();
-  }
-
- private:
-  TisTransport* owner_;
-};
-
 Result<std::unique_ptr<TisTransport>> TisTransport::create(std::shared_ptr<MmioRegion> region, TisOptions options) {
-  if (options.locality > 4) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "TIS locality " + std::to_string(options.locality) + " does not exist (0..4)");
-  }
-  if (!region->contains(0, kWindowSize)) {
-    return make_error(ErrorCode::kInvalidArgument, "TIS needs a " + hex(kWindowSize) + "-byte window (5 localities); " +
-                                                       region->describe() + " maps " + hex(region->size()));
-  }
+  HWTPM_CHECK(check_window("TIS", *region, options.locality));
   HWTPM_TRY(interface_id, region->read32(options.locality * kLocalityStride + kInterfaceId));
   if ((interface_id & 0xF) == kInterfaceTypeCrb) {
     return make_error(ErrorCode::kInvalidArgument, "the TPM at " + region->describe() +
-                                                       " uses the CRB interface (TPM_INTF_ID " + hex(interface_id, 8) +
+                                                       " uses the CRB interface (TPM_INTF_ID " + mmio_hex(interface_id, 8) +
                                                        "): use crb:ADDRESS instead of tis:");
   }
   HWTPM_TRY(did_vid, region->read32(options.locality * kLocalityStride + kDidVid));
   if (did_vid == 0xFFFFFFFFu || did_vid == 0) {
     return make_error(ErrorCode::kUnavailable, "no TPM answers at " + region->describe() + ": TPM_DID_VID reads " +
-                                                   hex(did_vid, 8) + " (wrong address, or the TPM is disabled)");
+                                                   mmio_hex(did_vid, 8) + " (wrong address, or the TPM is disabled)");
   }
   return std::make_unique<TisTransport>(std::move(region), options, did_vid);
 }
 
-TisTransport::TisTransport(std::shared_ptr<MmioRegion> region, TisOptions options, std::uint32_t did_vid)
-    : region_(std::move(region)), options_(options), did_vid_(did_vid) {}
-
-std::string TisTransport::describe() const {
-  char ids[32];
-  std::snprintf(ids, sizeof ids, "%04x:%04x", did_vid_ & 0xFFFF, did_vid_ >> 16);
-  return "TIS " + hex(region_->physical_base(), 8) + " locality " + std::to_string(options_.locality) +
-         " (vendor:device " + ids + ")";
-}
-
-Error TisTransport::failure(ErrorCode code, const std::string& what) const {
-  return make_error(code, "TIS locality " + std::to_string(options_.locality) + ": " + what);
-}
-
-Status TisTransport::set_locality(std::uint8_t locality) {
-  if (locality > 4) return failure(ErrorCode::kInvalidArgument, "cannot move to locality " + std::to_string(locality) + " (0..4)");
-  std::lock_guard lock(transact_mutex_);
-  options_.locality = locality;
-  return Status::success();
-}
-
-Result<std::vector<std::uint8_t>> TisTransport::transact(std::span<const std::uint8_t> command) {
-  std::lock_guard lock(transact_mutex_);
-  // A cancel is consumed by the transaction it reaches. One that arrives
-  // before this transaction starts (a caller racing its own worker) still
-  // counts: the command never reaches the TPM.
-  CancelConsumer consume(cancel_requested_);
-  if (cancel_requested_) return failure(ErrorCode::kCancelled, "cancelled before the command was sent");
-  auto header = tpm::parse_header(command);
-  if (!header.ok()) return failure(ErrorCode::kInvalidArgument, "command refused: " + header.error().message);
-  if (header->size != command.size()) {
-    return failure(ErrorCode::kInvalidArgument, "command refused: header size " + std::to_string(header->size) +
-                                                    " but " + std::to_string(command.size()) + " bytes given");
-  }
-  HWTPM_TRY(lease, acquire_locality());
-  auto response = run_command(command);
-  // Completion -> idle on success; on failure this aborts whatever the TPM
-  // still holds (a half-sent command, an unread response) so the next
-  // transaction starts clean.
-  (void)region_->write8(reg(kStatus), kStsCommandReady);
-  return response;
-}
-
-Result<TisTransport::Lease> TisTransport::acquire_locality() {
+Status TisTransport::acquire_locality() {
   HWTPM_TRY(access, region_->read8(reg(kAccess)));
   if (access == 0xFF) {
     return failure(ErrorCode::kUnavailable, "TPM_ACCESS reads 0xff: no TIS register page at " + region_->describe());
   }
   constexpr std::uint8_t kHeld = kAccessValid | kAccessActive;
-  if ((access & kHeld) == kHeld) return Lease(this);
+  if ((access & kHeld) == kHeld) return Status::success();
   HWTPM_CHECK(region_->write8(reg(kAccess), kAccessRequestUse));
   HWTPM_TRY(granted, poll_until(options_.timeouts.a, options_.timeouts.poll_interval, [&]() -> Result<bool> {
     HWTPM_TRY(now, region_->read8(reg(kAccess)));
@@ -139,10 +67,18 @@ Result<TisTransport::Lease> TisTransport::acquire_locality() {
     // Withdraw the request so the TPM does not hand us the locality later.
     (void)region_->write8(reg(kAccess), kAccessActive);
     return failure(ErrorCode::kUnavailable, "activeLocality never granted in TPM_ACCESS (timeout " +
-                                                ms(options_.timeouts.a) + ", TPM_ACCESS=" + hex(access) +
+                                                mmio_ms(options_.timeouts.a) + ", TPM_ACCESS=" + mmio_hex(access) +
                                                 "); another locality holds the TPM?");
   }
-  return Lease(this);
+  return Status::success();
+}
+
+// Completion -> idle on success; on failure this aborts whatever the TPM
+// still holds. Its own failure changes nothing: the next transaction's
+// commandReady handshake finds out.
+Status TisTransport::end_transaction() {
+  (void)region_->write8(reg(kStatus), kStsCommandReady);
+  return Status::success();
 }
 
 void TisTransport::release_locality() { (void)region_->write8(reg(kAccess), kAccessActive); }
@@ -170,8 +106,8 @@ Result<std::uint8_t> TisTransport::wait_status_valid(const std::string& after) {
     return (now & kStsValid) != 0;
   }));
   if (!valid) {
-    return failure(ErrorCode::kUnavailable, "stsValid never set " + after + " (timeout " + ms(options_.timeouts.c) +
-                                                ", TPM_STS=" + hex(sts) + ")");
+    return failure(ErrorCode::kUnavailable, "stsValid never set " + after + " (timeout " + mmio_ms(options_.timeouts.c) +
+                                                ", TPM_STS=" + mmio_hex(sts) + ")");
   }
   return sts;
 }
@@ -186,7 +122,7 @@ Result<std::size_t> TisTransport::wait_burst_count(const std::string& during) {
   }));
   if (!nonzero) {
     return failure(ErrorCode::kUnavailable,
-                   "burstCount in TPM_STS stayed 0 " + during + " (timeout " + ms(options_.timeouts.d) + ")");
+                   "burstCount in TPM_STS stayed 0 " + during + " (timeout " + mmio_ms(options_.timeouts.d) + ")");
   }
   return burst;
 }
@@ -202,7 +138,7 @@ Result<std::vector<std::uint8_t>> TisTransport::run_command(std::span<const std:
     }));
     if (!ready) {
       return failure(ErrorCode::kUnavailable, "commandReady never set in TPM_STS (timeout " +
-                                                  ms(options_.timeouts.b) + ", TPM_STS=" + hex(sts) + ")");
+                                                  mmio_ms(options_.timeouts.b) + ", TPM_STS=" + mmio_hex(sts) + ")");
     }
   }
   HWTPM_CHECK(send(command));
@@ -276,11 +212,11 @@ Status TisTransport::wait_for_response() {
     std::this_thread::sleep_for(t.poll_interval);
   }
   if (cancel_sent) {
-    return failure(ErrorCode::kCancelled, "cancelled; no response (dataAvail) within " + ms(t.b) +
-                                              " of commandCancel (TPM_STS=" + hex(sts) + "); command aborted");
+    return failure(ErrorCode::kCancelled, "cancelled; no response (dataAvail) within " + mmio_ms(t.b) +
+                                              " of commandCancel (TPM_STS=" + mmio_hex(sts) + "); command aborted");
   }
-  return failure(ErrorCode::kUnavailable, "no response: dataAvail not set within " + ms(t.command) +
-                                              " of tpmGo (TPM_STS=" + hex(sts) + "); command aborted");
+  return failure(ErrorCode::kUnavailable, "no response: dataAvail not set within " + mmio_ms(t.command) +
+                                              " of tpmGo (TPM_STS=" + mmio_hex(sts) + "); command aborted");
 }
 
 Status TisTransport::receive(std::vector<std::uint8_t>& response, std::size_t total) {
@@ -295,7 +231,7 @@ Status TisTransport::receive(std::vector<std::uint8_t>& response, std::size_t to
     }));
     if (!avail) {
       return failure(ErrorCode::kTpmFailure, "dataAvail cleared after " + std::to_string(response.size()) + of_total +
-                                                 " (timeout " + ms(options_.timeouts.c) + ", TPM_STS=" + hex(sts) +
+                                                 " (timeout " + mmio_ms(options_.timeouts.c) + ", TPM_STS=" + mmio_hex(sts) +
                                                  "): the response is shorter than its header");
     }
     HWTPM_TRY(burst, wait_burst_count("after " + std::to_string(response.size()) + of_total));
