@@ -204,6 +204,12 @@ Bytes evict_control(TPM2_HANDLE auth, TPM2_HANDLE object, TPM2_HANDLE persistent
   return w.finish();
 }
 
+Bytes read_public(TPM2_HANDLE object) {
+  CommandWriter w(TPM2_CC_ReadPublic, false);
+  w.handle(object).end_handles();
+  return w.finish();
+}
+
 Bytes flush_context(TPM2_HANDLE handle) {
   CommandWriter w(TPM2_CC_FlushContext, false);
   w.end_handles().put(Tss2_MU_UINT32_Marshal, static_cast<UINT32>(handle));
@@ -333,6 +339,12 @@ Result<PublicKey> parse_create_primary(std::span<const std::uint8_t> parameters)
     return malformed("unexpected key type " + std::to_string(t.type));
   }
   return key;
+}
+
+Result<PublicKey> parse_read_public(std::span<const std::uint8_t> parameters) {
+  // outPublic leads ReadPublic's parameters as it leads CreatePrimary's
+  // (name and qualifiedName follow; they are not needed).
+  return parse_create_primary(parameters);
 }
 
 Result<std::vector<TPM2_ALG_ID>> parse_active_banks(std::span<const std::uint8_t> parameters) {

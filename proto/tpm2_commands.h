@@ -66,6 +66,7 @@ Bytes pcr_allocate(std::span<const TPM2_ALG_ID> active);
 Bytes create_primary(TPM2_HANDLE hierarchy, const TPM2B_PUBLIC& in_public);
 Bytes evict_control(TPM2_HANDLE auth, TPM2_HANDLE object, TPM2_HANDLE persistent);
 Bytes flush_context(TPM2_HANDLE handle);
+Bytes read_public(TPM2_HANDLE object);
 Bytes nv_define_space(TPM2_HANDLE auth, TPM2_HANDLE index, TPMA_NV attributes, std::uint16_t size);
 Bytes nv_write(TPM2_HANDLE auth, TPM2_HANDLE index, std::span<const std::uint8_t> data, std::uint16_t offset);
 Bytes nv_write_lock(TPM2_HANDLE auth, TPM2_HANDLE index);
@@ -101,6 +102,8 @@ struct PublicKey {
 };
 // CreatePrimary's response parameters: the handle is in Response::handles.
 Result<PublicKey> parse_create_primary(std::span<const std::uint8_t> parameters);
+// ReadPublic's response parameters: the object's public key.
+Result<PublicKey> parse_read_public(std::span<const std::uint8_t> parameters);
 // GetCapability(TPM_CAP_PCRS): the banks with at least one PCR allocated.
 Result<std::vector<TPM2_ALG_ID>> parse_active_banks(std::span<const std::uint8_t> parameters);
 // The TPM's fixed properties (the answer to get_capability_fixed_properties).

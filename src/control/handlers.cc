@@ -11,6 +11,7 @@
 
 #include "proto/hex.h"
 #include "src/control/params.h"
+#include "src/core/warm_pool.h"
 
 namespace vtpm::control {
 namespace {
@@ -110,6 +111,7 @@ void Handlers::status(const Json& params, Reply reply) {
   if (Status s = only_params(params, {}); !s) return reply(s.error());
   Json counts = {{"total", 0}, {"tpm12", 0}, {"tpm20", 0}, {"running", 0}, {"stopped", 0}, {"failed", 0}};
   for (const auto& [id, i] : service_.registry().all()) {
+    if (WarmPool::is_member(i)) continue;  // counted in warm_pool
     counts["total"] = counts["total"].get<int>() + 1;
     const char* version_key = i.version == TpmVersion::k12 ? "tpm12" : "tpm20";
     counts[version_key] = counts[version_key].get<int>() + 1;
@@ -134,7 +136,8 @@ void Handlers::status(const Json& params, Reply reply) {
              {"control", {{"connections", facts_.connections ? facts_.connections() : 0}}},
              {"channels", {{"swtpm_connections", swtpm_.connections()}}},
              {"root_of_trust", facts_.root_of_trust ? facts_.root_of_trust() : Json::object()},
-             {"hardening", hardening_json()}});
+             {"hardening", hardening_json()},
+             {"warm_pool", facts_.warm_pool ? facts_.warm_pool() : Json::object()}});
 }
 
 void Handlers::reseal(const Json& params, Reply reply) {
@@ -267,7 +270,7 @@ void Handlers::list(const Json& params, Reply reply) {
   if (Status s = only_params(params, {}); !s) return reply(s.error());
   Json out = Json::array();
   for (const auto& [id, instance] : service_.registry().all()) {
-    if (!instance.removing) out.push_back(instance_json(instance, service_, swtpm_));
+    if (!instance.removing && !WarmPool::is_member(instance)) out.push_back(instance_json(instance, service_, swtpm_));
   }
   reply(Json{{"instances", out}});
 }

@@ -22,6 +22,7 @@ struct DaemonFacts {
   std::function<void(state::SealPolicy, std::function<void(Result<Json>)>)> reseal;
   std::function<std::string()> seccomp;  // the system-call filter in force (src/daemon/sandbox.h)
   bool core_dumps = false;      // --allow-core-dumps
+  std::function<Json()> warm_pool;  // status section
 };
 
 class Handlers {

@@ -2,9 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+
+#include "proto/tpm2_commands.h"
 
 namespace vtpm {
 namespace {
@@ -44,6 +47,29 @@ Result<std::uint32_t> parse_handle(const std::string& text, const std::string& w
   }
   return static_cast<std::uint32_t>(value);
 }
+
+// A comma-separated list of distinct names that `known` accepts, as given.
+Result<std::string> parse_name_list(const std::string& text, const std::string& what, bool (*known)(std::string_view),
+                                    const char* choices, bool allow_empty) {
+  if (text.empty()) {
+    if (allow_empty) return text;
+    return invalid(what + " must name at least one of " + choices);
+  }
+  std::vector<std::string> seen;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string name = text.substr(start, comma - start);
+    if (!known(name)) return invalid(what + ": unknown '" + name + "' (known: " + choices + ")");
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) return invalid(what + ": '" + name + "' given twice");
+    seen.push_back(name);
+    start = comma + 1;
+  }
+  return text;
+}
+
+bool known_ek(std::string_view name) { return tpm2::ek_from_name(name).has_value(); }
+bool known_bank(std::string_view name) { return tpm2::bank_from_name(name).has_value(); }
 
 Status set_key(const std::string& key, const std::string& value, Config& c) {
   if (key == "state_dir" || key == "state-dir") {
@@ -147,6 +173,18 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     } else {
       return invalid("seccomp must be off, log or enforce, got '" + value + "'");
     }
+  } else if (key == "warm_pool" || key == "warm-pool") {
+    auto n = parse_uint(value, key, 0, 1000);
+    if (!n) return n.error();
+    c.warm_pool = *n;
+  } else if (key == "warm_pool_ek" || key == "warm-pool-ek") {
+    auto list = parse_name_list(value, key, known_ek, "rsa, ecc", false);
+    if (!list) return list.error();
+    c.warm_pool_ek = *list;
+  } else if (key == "warm_pool_pcr_banks" || key == "warm-pool-pcr-banks") {
+    auto list = parse_name_list(value, key, known_bank, "sha1, sha256, sha384, sha512", true);
+    if (!list) return list.error();
+    c.warm_pool_pcr_banks = *list;
   } else if (key == "default_max_command_size" || key == "default-max-command-size") {
     auto n = parse_uint(value, key, 1024, 65536);
     if (!n) return n.error();
@@ -275,6 +313,10 @@ const char* usage_text() {
          "  --max-connections N           guest-channel connections per instance; more are closed (default 16)\n"
          "  --default-max-state-size N    bytes an instance's sealed record may reach; a change beyond it is\n"
          "                                refused and the instance quarantined (default 1048576)\n"
+         "  --warm-pool N                 keep N TPM 2.0 instances manufactured ahead (banks and EKs made), so an\n"
+         "                                `add` with the same --ek/--pcr-banks skips key generation (default 0)\n"
+         "  --warm-pool-ek LIST           the pool's EK types: rsa, ecc or rsa,ecc (default rsa)\n"
+         "  --warm-pool-pcr-banks LIST    the pool's PCR banks (default: libtpms' allocation)\n"
          "  --allow-core-dumps            let vtpmd and its workers dump core, for debugging. Keys and decrypted\n"
          "                                state buffers stay out of cores, but every instance's TPM state (its\n"
          "                                seeds and keys, inside libtpms) would be in them. Default: not dumpable\n"

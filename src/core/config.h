@@ -58,6 +58,12 @@ struct Config {
   std::uint32_t default_max_rate = 0;     // commands per second per instance; 0: unlimited
   std::uint32_t default_max_state_size = 1024 * 1024;  // bytes of an instance's sealed record
   std::uint32_t max_connections = 16;     // guest-channel connections per instance
+  // Warm pool (src/core/warm_pool.h): members kept manufactured with these
+  // EK types and PCR banks (comma-separated names; banks empty: libtpms'
+  // default allocation).
+  std::uint32_t warm_pool = 0;
+  std::string warm_pool_ek = "rsa";
+  std::string warm_pool_pcr_banks;
 };
 
 struct CommandLine {

@@ -11,6 +11,8 @@
 
 #include "proto/event_log.h"
 #include "proto/tpm12_commands.h"
+#include "src/core/tpm_steps.h"
+#include "src/core/warm_pool.h"
 #include "state/certificates.h"
 
 namespace vtpm {
@@ -19,106 +21,6 @@ namespace {
 // A measured launch records a handful of events; this bounds what a
 // misbehaving toolstack can add to an instance's record.
 constexpr std::size_t kMaxEventLog = 256 * 1024;
-
-using Next = std::function<void(Status)>;
-using Step = std::function<void(Next)>;
-
-// Runs `steps` one after another; the first error ends the run.
-void run_steps(std::shared_ptr<std::vector<Step>> steps, std::size_t at, std::function<void(Status)> done) {
-  if (at == steps->size()) return done(Status::success());
-  Step& step = (*steps)[at];
-  step([steps, at, done = std::move(done)](Status s) mutable {
-    if (!s) return done(std::move(s));
-    run_steps(std::move(steps), at + 1, std::move(done));
-  });
-}
-
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
-
-// One instance's TPM as the steps see it.
-struct Tpm {
-  Service& service;
-  Uuid id;
-
-  // Sends `command`; a TPM error code in `accept` counts as success
-  // (without a response to look at), any other ends the run naming `what`.
-  void send(std::string what, Bytes command, std::size_t handles, bool sessions, Next next,
-            std::function<Status(const tpm2::Response&)> then = {}, std::vector<std::uint32_t> accept = {}) const {
-    service.exec(
-        id, std::move(command), 0,
-        [what = std::move(what), handles, sessions, next = std::move(next), then = std::move(then),
-         accept = std::move(accept)](Result<ExecResult> r) {
-          if (!r) return next(make_error(r.error().code, what + ": " + r.error().message));
-          auto parsed = tpm2::parse_response(r->response, handles, sessions);
-          if (!parsed) return next(make_error(parsed.error().code, what + ": " + parsed.error().message));
-          if (parsed->rc != 0) {
-            if (std::find(accept.begin(), accept.end(), parsed->rc) != accept.end()) return next(Status::success());
-            return next(make_error(ErrorCode::kTpmFailure, what + " failed: " + tpm2::rc_text(parsed->rc)));
-          }
-          next(then ? then(*parsed) : Status::success());
-        },
-        CommandOrigin::kVtpmd);
-  }
-
-  // A TPM 1.2 command: `check` sees the whole response.
-  void send12(std::string what, Bytes command, std::function<Status(const Bytes&)> check, Next next) const {
-    service.exec(
-        id, std::move(command), 0,
-        [what = std::move(what), check = std::move(check), next = std::move(next)](Result<ExecResult> r) {
-          if (!r) return next(make_error(r.error().code, what + ": " + r.error().message));
-          next(check(r->response));
-        },
-        CommandOrigin::kVtpmd);
-  }
-
-  void startup(Next next) const {
-    send("Startup(CLEAR)", tpm2::startup(true), 0, false, std::move(next), {}, {tpm2::kRcInitialize});
-  }
-
-  // _TPM_Init without the automatic Startup: the next Startup is ours.
-  void power_cycle(Next next) const {
-    service.power(id, PowerAction::kGuestReset, [next = std::move(next)](Result<const Instance*> r) {
-      next(r ? Status::success() : Status(r.error()));
-    });
-  }
-
-  // Defines `index` for `data`, writes it in chunks and write-locks it.
-  void write_certificate(TPM2_HANDLE index, std::shared_ptr<const Bytes> data, Next next) const {
-    const Tpm self = *this;
-    send("NV_DefineSpace " + hex32(index),
-         tpm2::nv_define_space(TPM2_RH_PLATFORM, index, tpm2::kCertificateNvAttributes,
-                               static_cast<std::uint16_t>(data->size())),
-         0, true, [self, index, data, next = std::move(next)](Status s) mutable {
-           if (!s) return next(std::move(s));
-           self.write_chunks(index, data, 0, std::move(next));
-         });
-  }
-
-  void write_chunks(TPM2_HANDLE index, std::shared_ptr<const Bytes> data, std::size_t offset, Next next) const {
-    const Tpm self = *this;
-    if (offset >= data->size()) {
-      return send("NV_WriteLock " + hex32(index), tpm2::nv_write_lock(TPM2_RH_PLATFORM, index), 0, true,
-                  std::move(next));
-    }
-    // A chunk plus NV_Write's header, handles and session must fit the
-    // instance's command size limit (1024 at least).
-    std::size_t chunk = tpm2::kNvWriteChunk;
-    if (auto instance = service.show(id); instance && (*instance)->max_command_size < chunk + 64) {
-      chunk = (*instance)->max_command_size - 64;
-    }
-    const std::size_t n = std::min(chunk, data->size() - offset);
-    send("NV_Write " + hex32(index),
-         tpm2::nv_write(TPM2_RH_PLATFORM, index, std::span(*data).subspan(offset, n), static_cast<std::uint16_t>(offset)),
-         0, true, [self, index, data, offset, n, next = std::move(next)](Status s) mutable {
-           if (!s) return next(std::move(s));
-           self.write_chunks(index, data, offset + n, std::move(next));
-         });
-  }
-};
 
 std::string hex_upper32(std::uint32_t v) {
   char buf[16];
@@ -183,29 +85,25 @@ Status ProvisionOptions::validate(TpmVersion version) const {
   return Status::success();
 }
 
-void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done) {
-  if (const Instance* instance = registry_.find(id); instance != nullptr && instance->version == TpmVersion::k12) {
-    return provision_tpm12(id, std::move(done));
-  }
-  struct Job {
-    ProvisionOptions options;
-    tpm2::TpmProperties properties;
-    std::vector<TPM2_ALG_ID> banks;
-    TPM2_HANDLE transient = 0;
-    std::map<tpm2::EkKind, tpm2::PublicKey> keys;
-    std::optional<state::IssuedCertificate> holder;  // the platform certificate's EK certificate
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  };
-  auto job = std::make_shared<Job>();
-  job->options = std::move(options);
-  const Tpm tpm{service_, id};
-  const Logger& log = log_;
-  state::LocalCa& ca = ca_;
-  auto progress = [&log, id, job](const std::string& what) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started);
-    log.info(id, "provisioning: " + what + " (" + std::to_string(ms.count()) + " ms)");
-  };
+namespace {
 
+// One provisioning run: what it learns on the way.
+struct ProvisionJob {
+  ProvisionOptions options;
+  tpm2::TpmProperties properties;
+  std::vector<TPM2_ALG_ID> banks;
+  TPM2_HANDLE transient = 0;
+  std::map<tpm2::EkKind, tpm2::PublicKey> keys;
+  std::optional<state::IssuedCertificate> holder;  // the platform certificate's EK certificate
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+using Progress = std::function<void(const std::string&)>;
+
+// The slow, identity-free part that a warm pool does ahead of time: PCR
+// banks (which take effect at a TPM reset) and EKs from the TCG templates
+// made persistent. Leaves the TPM started.
+Steps manufacture_steps(const InstanceTpm& tpm, std::shared_ptr<ProvisionJob> job, Progress progress) {
   auto steps = std::make_shared<std::vector<Step>>();
   steps->push_back([tpm](Next next) { tpm.startup(std::move(next)); });
   if (!job->options.pcr_banks.empty()) {
@@ -218,7 +116,6 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
                  return Status::success();
                });
     });
-    // The allocation takes effect at the next TPM reset.
     steps->push_back([tpm](Next next) { tpm.send("Shutdown(CLEAR)", tpm2::shutdown(true), 0, false, std::move(next)); });
     steps->push_back([tpm](Next next) { tpm.power_cycle(std::move(next)); });
     steps->push_back([tpm, progress](Next next) {
@@ -226,6 +123,38 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
       tpm.startup(std::move(next));
     });
   }
+  for (const tpm2::EkKind kind : job->options.endorsement_keys) {
+    const std::string name(tpm2::ek_name(kind));
+    steps->push_back([tpm, job, kind, name](Next next) {
+      tpm.send("CreatePrimary(" + name + " EK)", tpm2::create_primary(TPM2_RH_ENDORSEMENT, tpm2::ek_template(kind)), 1,
+               true, std::move(next), [job, kind](const tpm2::Response& r) -> Status {
+                 auto key = tpm2::parse_create_primary(r.parameters);
+                 if (!key) return key.error();
+                 if (key->kind != kind) return make_error(ErrorCode::kTpmFailure, "CreatePrimary made the wrong key type");
+                 job->transient = r.handles.at(0);
+                 return Status::success();
+               });
+    });
+    steps->push_back([tpm, job, kind, name, progress](Next next) {
+      progress(name + " EK created");
+      tpm.send("EvictControl(" + name + " EK)",
+               tpm2::evict_control(TPM2_RH_OWNER, job->transient, tpm2::ek_persistent_handle(kind)), 0, true,
+               std::move(next));
+    });
+    steps->push_back([tpm, job](Next next) {
+      tpm.send("FlushContext", tpm2::flush_context(job->transient), 0, false, std::move(next));
+    });
+  }
+  return steps;
+}
+
+// The part that names the instance, after manufacture here or in the warm
+// pool: the EKs read back from their persistent handles, certificates from
+// the local CA in their TCG NV indices, then Shutdown and a power cycle so
+// that the guest's firmware makes the first Startup of its own power-on.
+void append_certify_steps(Steps steps, const InstanceTpm& tpm, std::shared_ptr<ProvisionJob> job, state::LocalCa& ca,
+                          Progress progress) {
+  steps->push_back([tpm](Next next) { tpm.startup(std::move(next)); });
   steps->push_back([tpm, job](Next next) {
     tpm.send("GetCapability(PCRS)", tpm2::get_capability_pcrs(), 0, false, std::move(next),
              [job](const tpm2::Response& r) -> Status {
@@ -247,87 +176,115 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
   for (const tpm2::EkKind kind : job->options.endorsement_keys) {
     const std::string name(tpm2::ek_name(kind));
     steps->push_back([tpm, job, kind, name](Next next) {
-      tpm.send("CreatePrimary(" + name + " EK)", tpm2::create_primary(TPM2_RH_ENDORSEMENT, tpm2::ek_template(kind)), 1,
-               true, std::move(next), [job, kind](const tpm2::Response& r) -> Status {
-                 auto key = tpm2::parse_create_primary(r.parameters);
+      tpm.send("ReadPublic(" + name + " EK)", tpm2::read_public(tpm2::ek_persistent_handle(kind)), 0, false,
+               std::move(next), [job, kind, name](const tpm2::Response& r) -> Status {
+                 auto key = tpm2::parse_read_public(r.parameters);
                  if (!key) return key.error();
-                 if (key->kind != kind) return make_error(ErrorCode::kTpmFailure, "CreatePrimary made the wrong key type");
-                 job->transient = r.handles.at(0);
+                 if (key->kind != kind) {
+                   return make_error(ErrorCode::kTpmFailure, "the key at " + hex32(tpm2::ek_persistent_handle(kind)) +
+                                                                 " is not an " + name + " EK");
+                 }
                  job->keys[kind] = std::move(*key);
                  return Status::success();
                });
     });
-    steps->push_back([tpm, job, kind, name, progress](Next next) {
-      progress(name + " EK created");
-      tpm.send("EvictControl(" + name + " EK)",
-               tpm2::evict_control(TPM2_RH_OWNER, job->transient, tpm2::ek_persistent_handle(kind)), 0, true,
-               std::move(next));
+    if (!job->options.ek_certificates) continue;
+    steps->push_back([tpm, job, kind, name, &ca, progress](Next next) {
+      auto cert = state::issue_ek_certificate(ca, job->keys.at(kind), identity_of(job->properties));
+      if (!cert) return next(cert.error());
+      if (!job->holder) job->holder = *cert;
+      progress(name + " EK certificate issued (" + std::to_string(cert->der.size()) + " bytes)");
+      tpm.write_certificate(tpm2::ek_cert_index(kind), std::make_shared<const Bytes>(std::move(cert->der)),
+                            std::move(next));
     });
-    steps->push_back([tpm, job](Next next) {
-      tpm.send("FlushContext", tpm2::flush_context(job->transient), 0, false, std::move(next));
-    });
-    if (job->options.ek_certificates) {
-      steps->push_back([tpm, job, kind, name, &ca, progress](Next next) {
-        auto cert = state::issue_ek_certificate(ca, job->keys.at(kind), identity_of(job->properties));
-        if (!cert) return next(cert.error());
-        if (!job->holder) job->holder = *cert;
-        progress(name + " EK certificate issued (" + std::to_string(cert->der.size()) + " bytes)");
-        tpm.write_certificate(tpm2::ek_cert_index(kind), std::make_shared<const Bytes>(std::move(cert->der)),
-                              std::move(next));
-      });
-    }
   }
   if (job->options.platform_certificate) {
-    steps->push_back([tpm, job, id, &ca, progress](Next next) {
+    steps->push_back([tpm, job, &ca, progress](Next next) {
       state::PlatformIdentity platform;
       platform.version = VTPMD_VERSION;
-      platform.serial = id.to_string();
+      platform.serial = tpm.id.to_string();
       auto cert = state::issue_platform_certificate(ca, *job->holder, platform);
       if (!cert) return next(cert.error());
       progress("platform certificate issued (" + std::to_string(cert->size()) + " bytes)");
       tpm.write_certificate(tpm2::kPlatformCertIndex, std::make_shared<const Bytes>(std::move(*cert)), std::move(next));
     });
   }
-  // Leave the TPM as swtpm_setup does: shut down in order, so the guest's
-  // firmware makes the first Startup of its own power-on.
-  steps->push_back([tpm](Next next) { tpm.send("Shutdown(CLEAR)", tpm2::shutdown(true), 0, false, std::move(next)); });
-  steps->push_back([tpm](Next next) {
-    tpm.service.power(tpm.id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
-      next(r ? Status::success() : Status(r.error()));
-    });
-  });
+  steps->push_back([tpm](Next next) { tpm.shutdown_for_guest(std::move(next)); });
+}
 
-  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, job, done = std::move(done)](Status s) {
-    if (alive.expired()) return;
-    if (!s) {
-      log_.error(id, "provisioning failed: " + s.error().message);
-      return done(s.error());
-    }
-    nlohmann::json summary = {{"pcr_banks", nlohmann::json::array()}, {"ek", nlohmann::json::array()}};
-    for (TPM2_ALG_ID alg : job->banks) summary["pcr_banks"].push_back(tpm2::bank_name(alg));
-    for (tpm2::EkKind kind : job->options.endorsement_keys) {
-      nlohmann::json ek = {{"type", tpm2::ek_name(kind)}, {"handle", hex32(tpm2::ek_persistent_handle(kind))}};
-      if (job->options.ek_certificates) ek["certificate_index"] = hex32(tpm2::ek_cert_index(kind));
-      summary["ek"].push_back(ek);
-    }
-    if (job->options.platform_certificate) summary["platform_certificate_index"] = hex32(tpm2::kPlatformCertIndex);
-    const std::string text = summary.dump();
-    service_.set_provisioning(id, text, [this, alive, id, job, text, done](Status saved) {
+std::string summary_of(const ProvisionJob& job, bool from_pool) {
+  nlohmann::json summary = {{"pcr_banks", nlohmann::json::array()}, {"ek", nlohmann::json::array()}};
+  for (TPM2_ALG_ID alg : job.banks) summary["pcr_banks"].push_back(tpm2::bank_name(alg));
+  for (tpm2::EkKind kind : job.options.endorsement_keys) {
+    nlohmann::json ek = {{"type", tpm2::ek_name(kind)}, {"handle", hex32(tpm2::ek_persistent_handle(kind))}};
+    if (job.options.ek_certificates) ek["certificate_index"] = hex32(tpm2::ek_cert_index(kind));
+    summary["ek"].push_back(ek);
+  }
+  if (job.options.platform_certificate) summary["platform_certificate_index"] = hex32(tpm2::kPlatformCertIndex);
+  if (from_pool) summary["manufactured_by"] = "warm_pool";
+  return summary.dump();
+}
+
+}  // namespace
+
+Progress Provisioner::progress_logger(const Uuid& id) const {
+  const Logger& log = log_;
+  const auto started = std::chrono::steady_clock::now();
+  return [&log, id, started](const std::string& what) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    log.info(id, "provisioning: " + what + " (" + std::to_string(ms.count()) + " ms)");
+  };
+}
+
+void Provisioner::manufacture(const Uuid& id, ProvisionOptions options, std::function<void(Status)> done) {
+  auto job = std::make_shared<ProvisionJob>();
+  job->options = std::move(options);
+  run_steps(manufacture_steps(InstanceTpm{service_, id}, job, progress_logger(id)), 0, std::move(done));
+}
+
+void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done) {
+  if (const Instance* instance = registry_.find(id); instance != nullptr && instance->version == TpmVersion::k12) {
+    return provision_tpm12(id, std::move(done));
+  }
+  auto job = std::make_shared<ProvisionJob>();
+  job->options = std::move(options);
+  const auto alive = std::weak_ptr<int>(alive_);
+  auto run = [this, alive, id, job, done = std::move(done)](bool from_pool) mutable {
+    const InstanceTpm tpm{service_, id};
+    const Progress progress = progress_logger(id);
+    Steps steps = from_pool ? std::make_shared<std::vector<Step>>() : manufacture_steps(tpm, job, progress);
+    append_certify_steps(steps, tpm, job, ca_, progress);
+    run_steps(steps, 0, [this, alive, id, job, from_pool, done = std::move(done)](Status s) {
       if (alive.expired()) return;
-      if (!saved) return done(saved.error());
-      const auto ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started);
-      log_.info(id, "provisioned in " + std::to_string(ms.count()) + " ms: " + text);
-      done(text);
+      if (!s) {
+        log_.error(id, "provisioning failed: " + s.error().message);
+        return done(s.error());
+      }
+      const std::string text = summary_of(*job, from_pool);
+      service_.set_provisioning(id, text, [this, alive, id, job, text, done](Status saved) {
+        if (alive.expired()) return;
+        if (!saved) return done(saved.error());
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started);
+        log_.info(id, "provisioned in " + std::to_string(ms.count()) + " ms: " + text);
+        done(text);
+      });
     });
-  });
+  };
+  if (pool_ == nullptr) return run(false);
+  pool_->adopt(id, job->options.pcr_banks, job->options.endorsement_keys,
+               [alive, id, run = std::move(run)](Result<bool> adopted) mutable {
+                 if (alive.expired()) return;
+                 // A failed hand-over leaves the target as added: manufacture it here.
+                 run(adopted.ok() && *adopted);
+               });
 }
 
 void Provisioner::provision_tpm12(const Uuid& id, std::function<void(Result<std::string>)> done) {
   auto nonce = std::make_shared<tpm12::Nonce>();
   if (Status s = ca_.drbg().fill(*nonce); !s) return done(s.error());
   const auto started = std::chrono::steady_clock::now();
-  const Tpm tpm{service_, id};
+  const InstanceTpm tpm{service_, id};
   auto steps = std::make_shared<std::vector<Step>>();
   steps->push_back([tpm](Next next) {
     tpm.send12("TPM_Startup(ST_CLEAR)", tpm12::startup_clear(), [](const Bytes& r) -> Status {
@@ -402,7 +359,7 @@ void Provisioner::measure(const Uuid& id, MeasureRequest request, std::function<
   };
   auto job = std::make_shared<Job>();
   job->request = std::move(request);
-  const Tpm tpm{service_, id};
+  const InstanceTpm tpm{service_, id};
   auto steps = std::make_shared<std::vector<Step>>();
   // The toolstack measures before the guest's firmware runs: if the TPM
   // awaits its Startup, vtpmd makes it (the guest's then answers
@@ -484,7 +441,7 @@ void Provisioner::event_log(const Uuid& id, std::function<void(Result<Bytes>)> d
     }
     if (!banks.empty()) return done(eventlog::encode_header(banks));
   }
-  const Tpm tpm{service_, id};
+  const InstanceTpm tpm{service_, id};
   tpm.send("GetCapability(PCRS)", tpm2::get_capability_pcrs(), 0, false,
            [done](Status s) {
              if (!s) {

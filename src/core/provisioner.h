@@ -33,6 +33,8 @@
 
 namespace vtpm {
 
+class WarmPool;
+
 struct ProvisionOptions {
   std::vector<TPM2_ALG_ID> pcr_banks;  // empty: keep libtpms' allocation
   std::vector<tpm2::EkKind> endorsement_keys;
@@ -67,7 +69,11 @@ class Provisioner {
 
   // Provisions a freshly added TPM 2.0 instance; on success the instance's
   // provisioning summary (JSON text) is saved and returned.
+  // A matching warm-pool member's state is taken instead of manufacturing.
   void provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done);
+  // Banks and EKs only, no certificates, TPM left started: a warm-pool member.
+  void manufacture(const Uuid& id, ProvisionOptions options, std::function<void(Status)> done);
+  void set_warm_pool(WarmPool* pool) { pool_ = pool; }
   void measure(const Uuid& id, MeasureRequest request, std::function<void(Result<MeasureResult>)> done);
   // The instance's event log (just the Spec ID header if nothing was measured).
   void event_log(const Uuid& id, std::function<void(Result<Bytes>)> done);
@@ -79,7 +85,10 @@ class Provisioner {
   Service& service_;
   Registry& registry_;
   state::LocalCa& ca_;
+  WarmPool* pool_ = nullptr;
   void provision_tpm12(const Uuid& id, std::function<void(Result<std::string>)> done);
+  // Logs a provisioning step with the time since this call.
+  std::function<void(const std::string&)> progress_logger(const Uuid& id) const;
   // Callbacks that outlive the provisioner (answered while the daemon
   // tears the service down) find this expired and touch nothing.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

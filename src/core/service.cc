@@ -194,6 +194,7 @@ void Service::add(const AddOptions& options, InstanceCallback done) {
   fresh.auto_startup = options.auto_startup;
   fresh.max_command_size = options.max_command_size.value_or(default_max_command_size_);
   fresh.limits = options.limits;
+  fresh.provisioning = options.provisioning;
   // The registry entry exists from now on, so a second add of the same UUID
   // fails even while this one is still manufacturing.
   auto added = registry_.add(std::move(fresh));

@@ -27,6 +27,7 @@ struct AddOptions {
   bool auto_startup = false;
   std::optional<std::uint32_t> max_command_size;
   InstanceLimits limits;
+  std::string provisioning;  // the summary saved with the new instance (a warm-pool member's marker)
 };
 
 // The daemon-wide defaults behind an instance's limits of 0.

@@ -28,6 +28,40 @@ std::string directory_of_executable() {
   return path.substr(0, path.rfind('/'));
 }
 
+// The configured pool profile; the names were checked when parsing it.
+WarmPoolProfile warm_pool_profile(const Config& config) {
+  WarmPoolProfile profile;
+  profile.size = config.warm_pool;
+  auto each = [](const std::string& list, auto&& add) {
+    for (std::size_t start = 0; start < list.size();) {
+      const std::size_t comma = std::min(list.find(',', start), list.size());
+      add(std::string_view(list).substr(start, comma - start));
+      start = comma + 1;
+    }
+  };
+  each(config.warm_pool_ek, [&](std::string_view name) {
+    if (auto kind = tpm2::ek_from_name(name)) profile.endorsement_keys.push_back(*kind);
+  });
+  each(config.warm_pool_pcr_banks, [&](std::string_view name) {
+    if (auto alg = tpm2::bank_from_name(name)) profile.pcr_banks.push_back(*alg);
+  });
+  return profile;
+}
+
+control::Json warm_pool_json(const WarmPool& pool) {
+  const WarmPoolStats stats = pool.stats();
+  control::Json j = {{"size", pool.profile().size}, {"ready", stats.ready},       {"filling", stats.filling},
+                     {"taken", stats.taken},        {"missed", stats.missed},     {"failures", stats.failures}};
+  control::Json ek = control::Json::array();
+  for (tpm2::EkKind kind : pool.profile().endorsement_keys) ek.push_back(tpm2::ek_name(kind));
+  control::Json banks = control::Json::array();
+  for (TPM2_ALG_ID alg : pool.profile().pcr_banks) banks.push_back(tpm2::bank_name(alg));
+  j["ek"] = ek;
+  j["pcr_banks"] = banks;
+  if (!stats.last_error.empty()) j["last_error"] = stats.last_error;
+  return j;
+}
+
 }  // namespace
 
 Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(log) {
@@ -37,6 +71,7 @@ Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(lo
 Daemon::~Daemon() {
   server_.reset();
   handlers_.reset();
+  warm_pool_.reset();
   provisioner_.reset();
   swtpm_.reset();
   service_.reset();
@@ -117,11 +152,21 @@ Status Daemon::start() {
   ca_ = std::move(*ca);
   if (ca_->created()) log_.info("local CA created: " + config_.state_dir + "/ca.pem (`vtpmctl ca-cert` exports it)");
   provisioner_ = std::make_unique<Provisioner>(log_, *service_, registry_, *ca_);
+  warm_pool_ = std::make_unique<WarmPool>(&loop_, log_, *service_, warm_pool_profile(config_),
+                                          [this](const Uuid& id, std::function<void(Status)> done) {
+                                            ProvisionOptions options;
+                                            options.pcr_banks = warm_pool_->profile().pcr_banks;
+                                            options.endorsement_keys = warm_pool_->profile().endorsement_keys;
+                                            provisioner_->manufacture(id, std::move(options), std::move(done));
+                                          });
+  provisioner_->set_warm_pool(warm_pool_.get());
+  facts.warm_pool = [this] { return warm_pool_json(*warm_pool_); };
   handlers_ = std::make_unique<control::Handlers>(*service_, *engine_, *swtpm_, drbg_, facts, provisioner_.get());
   auto policy = control::AccessPolicy::parse(config_.control_admins, config_.control_readers, ::geteuid());
   if (!policy) return policy.error();
   server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_, std::move(*policy));
   restore_instances(std::move(*opened));
+  warm_pool_->start();
   if (Status s = server_->listen(config_.control_socket); !s) return s;
   reopen_endpoints();
 
@@ -179,6 +224,7 @@ void Daemon::begin_shutdown(const char* why) {
             std::to_string(registry_.size()) + " instance(s)");
   server_->close();
   swtpm_->close_all();  // guests stop sending; their queued commands still finish
+  warm_pool_->stop();
   service_->refuse_new_work();
   uv_timer_init(&loop_, shutdown_deadline_.get());
   shutdown_deadline_.mark_live();

@@ -16,6 +16,7 @@
 #include "src/core/log.h"
 #include "src/core/persister.h"
 #include "src/core/provisioner.h"
+#include "src/core/warm_pool.h"
 #include "src/core/service.h"
 #include "src/core/uv_handle.h"
 #include "src/daemon/root_of_trust_control.h"
@@ -60,6 +61,7 @@ class Daemon {
   std::unique_ptr<Service> service_;
   std::unique_ptr<state::LocalCa> ca_;
   std::unique_ptr<Provisioner> provisioner_;
+  std::unique_ptr<WarmPool> warm_pool_;
   std::unique_ptr<swtpm::SwtpmBackend> swtpm_;
   std::unique_ptr<control::Handlers> handlers_;
   std::unique_ptr<control::Server> server_;

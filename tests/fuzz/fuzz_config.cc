@@ -63,6 +63,8 @@ void check_ranges(const Config& c) {
   FUZZ_CHECK(c.tpm_policy_key.empty() || c.tpm_policy_key[0] == '/');
   FUZZ_CHECK(c.tpm_signed_policies.empty() || c.tpm_signed_policies[0] == '/');
   FUZZ_CHECK(c.root_key_file.empty() || c.root_key_file[0] == '/');
+  FUZZ_CHECK(c.warm_pool <= 1000);
+  FUZZ_CHECK(!c.warm_pool_ek.empty());
   (void)level_text(c.log_level);
 }
 
@@ -76,7 +78,8 @@ bool same(const Config& a, const Config& b) {
          a.default_max_state_size == b.default_max_state_size && a.allow_core_dumps == b.allow_core_dumps &&
          a.seccomp == b.seccomp && a.tpm_pcrs == b.tpm_pcrs && a.tpm_parent == b.tpm_parent &&
          a.tpm_counter_index == b.tpm_counter_index && a.tpm_counter_interval_s == b.tpm_counter_interval_s &&
-         a.tpm_policy_key == b.tpm_policy_key && a.tpm_signed_policies == b.tpm_signed_policies;
+         a.tpm_policy_key == b.tpm_policy_key && a.tpm_signed_policies == b.tpm_signed_policies &&
+         a.warm_pool == b.warm_pool && a.warm_pool_ek == b.warm_pool_ek && a.warm_pool_pcr_banks == b.warm_pool_pcr_banks;
 }
 
 // The settings this target knows, as name/value text pairs.
@@ -102,6 +105,9 @@ std::vector<std::pair<std::string, std::string>> settings(const Config& c) {
   if (c.tpm_parent != 0) out.emplace_back("tpm_parent", handle_text(c.tpm_parent));
   if (!c.tpm_policy_key.empty()) out.emplace_back("tpm_policy_key", c.tpm_policy_key);
   if (!c.tpm_signed_policies.empty()) out.emplace_back("tpm_signed_policies", c.tpm_signed_policies);
+  out.emplace_back("warm_pool", std::to_string(c.warm_pool));
+  out.emplace_back("warm_pool_ek", c.warm_pool_ek);
+  if (!c.warm_pool_pcr_banks.empty()) out.emplace_back("warm_pool_pcr_banks", c.warm_pool_pcr_banks);
   return out;
 }
 

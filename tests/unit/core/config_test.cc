@@ -267,6 +267,23 @@ TEST_CASE("config: TPM root settings") {
   CHECK(contains(parse_error({"--tpm-policy-key", "op.pem"}).message, "absolute path"));
 }
 
+TEST_CASE("config: warm pool settings") {
+  const Config defaults = parse_ok({});
+  CHECK(defaults.warm_pool == 0u);
+  CHECK(defaults.warm_pool_ek == "rsa");
+  CHECK(defaults.warm_pool_pcr_banks.empty());
+  const Config c = parse_ok({"--warm-pool", "4", "--warm-pool-ek", "rsa,ecc", "--warm-pool-pcr-banks", "sha1,sha256"});
+  CHECK(c.warm_pool == 4u);
+  CHECK(c.warm_pool_ek == "rsa,ecc");
+  CHECK(c.warm_pool_pcr_banks == "sha1,sha256");
+  CHECK(contains(parse_error({"--warm-pool-ek", "dsa"}).message, "unknown 'dsa' (known: rsa, ecc)"));
+  CHECK(contains(parse_error({"--warm-pool-ek", ""}).message, "at least one"));
+  CHECK(contains(parse_error({"--warm-pool-ek", "rsa,rsa"}).message, "'rsa' given twice"));
+  CHECK(contains(parse_error({"--warm-pool-pcr-banks", "sha256,md5"}).message, "unknown 'md5'"));
+  CHECK(contains(parse_error({"--warm-pool-pcr-banks", "sha256,"}).message, "unknown ''"));
+  CHECK(contains(parse_error({"--warm-pool", "1001"}).message, "0..1000"));
+}
+
 TEST_CASE("config: a relative root key file is rejected") {
   const Error e = parse_error({"--root-key-file", "root.key"});
   CHECK(contains(e.message, "absolute path"));

@@ -21,12 +21,17 @@ TEST_CASE("tpm2_commands: authorized commands carry one empty password session")
   CHECK(tpm::validate_command(cmd, TpmVersion::k20, 4096).ok());
 }
 
+TEST_CASE("tpm2_commands: ReadPublic names the object in its handle area, without a session") {
+  CHECK(read_public(kEkRsaPersistentHandle) ==
+        Bytes{0x80, 0x01, 0, 0, 0, 0x0e, 0, 0, 0x01, 0x73, 0x81, 0x01, 0, 0x01});
+}
+
 TEST_CASE("tpm2_commands: every command is a valid TPM 2.0 packet") {
   const Bytes chunk(kNvWriteChunk, 0x5a);
   const PcrDigest digests[] = {{TPM2_ALG_SHA1, Bytes(20, 1)}, {TPM2_ALG_SHA256, Bytes(32, 2)}};
   const TPM2_ALG_ID banks[] = {TPM2_ALG_SHA256};
   for (const Bytes& cmd : {pcr_allocate(banks), create_primary(TPM2_RH_ENDORSEMENT, ek_template(EkKind::kRsa2048)),
-                           create_primary(TPM2_RH_ENDORSEMENT, ek_template(EkKind::kEccP256)), flush_context(0x80000001),
+                           create_primary(TPM2_RH_ENDORSEMENT, ek_template(EkKind::kEccP256)), flush_context(0x80000001), read_public(0x81010002),
                            nv_define_space(TPM2_RH_PLATFORM, kEkRsaCertIndex, kCertificateNvAttributes, 900),
                            nv_write(TPM2_RH_PLATFORM, kEkRsaCertIndex, chunk, 1024),
                            nv_write_lock(TPM2_RH_PLATFORM, kEkRsaCertIndex), pcr_extend(4, digests),
