@@ -270,7 +270,7 @@ Result<IssuedCertificate> issue_ek_certificate(const LocalCa& ca, const tpm2::Pu
   if (Status s = w.extension(kOidSubjectAltName, true, directory_name(tpm_name)); !s) return s.error();
   if (Status s = w.extension(kOidExtendedKeyUsage, false, sequence({oid(kOidEkCertificate)})); !s) return s.error();
   const Bytes specification =
-      sequence({utf8("2.0"), integer(tpm.spec_level), integer(tpm.spec_revision)});
+      sequence({utf8(tpm.spec_family), integer(tpm.spec_level), integer(tpm.spec_revision)});
   const Bytes directory_attributes =
       sequence({sequence({oid(kOidTpmSpecification), set_of({specification})})});
   if (Status s = w.extension(kOidSubjectDirectoryAttributes, false, directory_attributes); !s) return s.error();

@@ -40,6 +40,7 @@ struct TpmIdentity {
   std::string version;       // "id:" + hex TPM_PT_FIRMWARE_VERSION_1
   std::uint32_t spec_level = 0;
   std::uint32_t spec_revision = 0;
+  std::string spec_family = "2.0";  // "1.2" for a TPM 1.2
 };
 
 struct PlatformIdentity {

@@ -70,8 +70,8 @@ Status ProvisionOptions::validate(TpmVersion version) const {
     if (endorsement_keys != std::vector<tpm2::EkKind>{tpm2::EkKind::kRsa2048}) {
       return make_error(ErrorCode::kUnsupported, "a TPM 1.2 has one RSA endorsement key: use ek [\"rsa\"]");
     }
-    if (ek_certificates || platform_certificate) {
-      return make_error(ErrorCode::kUnsupported, "certificates for TPM 1.2 instances are not implemented");
+    if (platform_certificate) {
+      return make_error(ErrorCode::kUnsupported, "platform certificates are for TPM 2.0 instances");
     }
     return Status::success();
   }
@@ -244,7 +244,7 @@ void Provisioner::manufacture(const Uuid& id, ProvisionOptions options, std::fun
 
 void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done) {
   if (const Instance* instance = registry_.find(id); instance != nullptr && instance->version == TpmVersion::k12) {
-    return provision_tpm12(id, std::move(done));
+    return provision_tpm12(id, options.ek_certificates, std::move(done));
   }
   auto job = std::make_shared<ProvisionJob>();
   job->options = std::move(options);
@@ -280,21 +280,37 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
                });
 }
 
-void Provisioner::provision_tpm12(const Uuid& id, std::function<void(Result<std::string>)> done) {
+void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::function<void(Result<std::string>)> done) {
   auto nonce = std::make_shared<tpm12::Nonce>();
   if (Status s = ca_.drbg().fill(*nonce); !s) return done(s.error());
+  struct Job {
+    Bytes modulus;
+    state::TpmIdentity identity;
+    Bytes certificate;  // the EK certificate index's content
+  };
+  auto job = std::make_shared<Job>();
   const auto started = std::chrono::steady_clock::now();
   const InstanceTpm tpm{service_, id};
+  // A TPM 1.2 command whose response must carry return code 0 (or one in `accept`).
+  auto plain = [tpm](std::string what, Bytes command, std::vector<std::uint32_t> accept = {}) -> Step {
+    return [tpm, what = std::move(what), command = std::move(command), accept = std::move(accept)](Next next) {
+      tpm.send12(what, command, [what, accept](const Bytes& r) -> Status {
+        const std::uint32_t rc = tpm12::response_code(r);
+        if (rc == 0 || std::find(accept.begin(), accept.end(), rc) != accept.end()) return Status::success();
+        return make_error(ErrorCode::kTpmFailure, what + " failed: TPM 1.2 rc " + std::to_string(rc));
+      }, std::move(next));
+    };
+  };
   auto steps = std::make_shared<std::vector<Step>>();
-  steps->push_back([tpm](Next next) {
-    tpm.send12("TPM_Startup(ST_CLEAR)", tpm12::startup_clear(), [](const Bytes& r) -> Status {
-      const std::uint32_t rc = tpm12::response_code(r);
-      if (rc == 0 || rc == tpm12::kInvalidPostInit) return Status::success();
-      return make_error(ErrorCode::kTpmFailure, "TPM_Startup failed: TPM 1.2 rc " + std::to_string(rc));
-    }, std::move(next));
-  });
-  steps->push_back([tpm, nonce](Next next) {
-    tpm.send12("TPM_CreateEndorsementKeyPair", tpm12::create_endorsement_key_pair(*nonce), [nonce](const Bytes& r) -> Status {
+  steps->push_back(plain("TPM_Startup(ST_CLEAR)", tpm12::startup_clear(), {tpm12::kInvalidPostInit}));
+  // What a PC's firmware does with physical presence, once: the TPM is
+  // left enabled and activated, for the guest to take ownership of.
+  steps->push_back(plain("TSC_PhysicalPresence(CMD_ENABLE)", tpm12::tsc_physical_presence(tpm12::kPhysicalPresenceCmdEnable)));
+  steps->push_back(plain("TSC_PhysicalPresence(PRESENT)", tpm12::tsc_physical_presence(tpm12::kPhysicalPresencePresent)));
+  steps->push_back(plain("TPM_PhysicalEnable", tpm12::physical_enable()));
+  steps->push_back(plain("TPM_PhysicalSetDeactivated(FALSE)", tpm12::physical_set_deactivated(false)));
+  steps->push_back([tpm, nonce, job](Next next) {
+    tpm.send12("TPM_CreateEndorsementKeyPair", tpm12::create_endorsement_key_pair(*nonce), [nonce, job](const Bytes& r) -> Status {
       auto ek = tpm12::parse_create_endorsement_key_pair(r);
       if (!ek) return ek.error();
       // The TPM proves the key is fresh: checksum = SHA-1(pubkey || antiReplay).
@@ -304,26 +320,78 @@ void Provisioner::provision_tpm12(const Uuid& id, std::function<void(Result<std:
       if (mbedtls_sha1_ret(covered.data(), covered.size(), expected.data()) != 0 || expected != ek->checksum) {
         return make_error(ErrorCode::kTpmFailure, "TPM_CreateEndorsementKeyPair: checksum does not match the nonce");
       }
+      job->modulus = std::move(ek->modulus);
       return Status::success();
     }, std::move(next));
   });
+  if (ek_certificate) {
+    steps->push_back([tpm, job](Next next) {
+      tpm.send12("TPM_GetCapability(VERSION_VAL)", tpm12::get_capability_version(), [job](const Bytes& r) -> Status {
+        auto v = tpm12::parse_version_info(r);
+        if (!v) return v.error();
+        job->identity.manufacturer = "id:" + hex_upper32(v->vendor);
+        job->identity.model = "vtpmd TPM 1.2 (libtpms)";
+        job->identity.version = "id:" + hex_upper32(static_cast<std::uint32_t>(v->rev_major) << 8 | v->rev_minor);
+        job->identity.spec_family = "1.2";
+        job->identity.spec_level = v->spec_level;
+        // TPM Main Specification 1.2 level 2 revision 116 is errata 3,
+        // the revision libtpms implements.
+        job->identity.spec_revision = v->errata_rev == 3 ? 116 : v->errata_rev;
+        return Status::success();
+      }, std::move(next));
+    });
+    steps->push_back([tpm, job, &ca = ca_, &log = log_, id](Next next) {
+      tpm2::PublicKey key;
+      key.kind = tpm2::EkKind::kRsa2048;
+      key.rsa_modulus = job->modulus;
+      auto cert = state::issue_ek_certificate(ca, key, job->identity);
+      if (!cert) return next(cert.error());
+      log.info(id, "provisioning: TPM 1.2 EK certificate issued (" + std::to_string(cert->der.size()) + " bytes)");
+      job->certificate = tpm12::stored_certificate(cert->der);
+      tpm.send12("TPM_NV_DefineSpace(EK certificate)",
+                 tpm12::nv_define_space(tpm12::kEkCertIndex, tpm12::kNvPerOwnerRead | tpm12::kNvPerOwnerWrite,
+                                        static_cast<std::uint32_t>(job->certificate.size())),
+                 [](const Bytes& r) -> Status {
+                   const std::uint32_t rc = tpm12::response_code(r);
+                   if (rc == 0) return Status::success();
+                   return make_error(ErrorCode::kTpmFailure, "TPM_NV_DefineSpace failed: TPM 1.2 rc " + std::to_string(rc));
+                 },
+                 std::move(next));
+    });
+    steps->push_back([tpm, job, plain](Next next) {
+      // Chunks, each a step of its own, then NV locked: owner auth is
+      // needed to read it from now on, and nothing can rewrite it.
+      auto chunks = std::make_shared<std::vector<Step>>();
+      for (std::size_t at = 0; at < job->certificate.size(); at += tpm12::kNvWriteChunk) {
+        const std::size_t n = std::min(tpm12::kNvWriteChunk, job->certificate.size() - at);
+        chunks->push_back(plain("TPM_NV_WriteValue(EK certificate)",
+                                tpm12::nv_write_value(tpm12::kEkCertIndex, static_cast<std::uint32_t>(at),
+                                                      std::span(job->certificate).subspan(at, n))));
+      }
+      chunks->push_back(plain("TPM_NV_DefineSpace(TPM_NV_INDEX_LOCK)", tpm12::nv_lock()));
+      run_steps(chunks, 0, std::move(next));
+    });
+  }
   steps->push_back([tpm](Next next) {
     tpm.service.power(tpm.id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
       next(r ? Status::success() : Status(r.error()));
     });
   });
-  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, started, done = std::move(done)](Status s) {
+  run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, started, ek_certificate,
+                       done = std::move(done)](Status s) {
     if (alive.expired()) return;
     if (!s) {
       log_.error(id, "provisioning failed: " + s.error().message);
       return done(s.error());
     }
-    const std::string text = R"({"ek":[{"type":"rsa"}]})";
+    nlohmann::json ek = {{"type", "rsa"}};
+    if (ek_certificate) ek["certificate_index"] = hex32(tpm12::kEkCertIndex);
+    const std::string text = nlohmann::json{{"ek", {ek}}}.dump();
     service_.set_provisioning(id, text, [this, alive, id, started, text, done](Status saved) {
       if (alive.expired()) return;
       if (!saved) return done(saved.error());
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-      log_.info(id, "provisioned (TPM 1.2 EK) in " + std::to_string(ms.count()) + " ms");
+      log_.info(id, "provisioned (TPM 1.2) in " + std::to_string(ms.count()) + " ms: " + text);
       done(text);
     });
   });

@@ -9,7 +9,8 @@
 //   persistent, EK and platform certificates from the local CA written
 //   into their TCG NV indices, then Shutdown and a power cycle so that the
 //   guest's firmware finds a TPM awaiting Startup, as after swtpm_setup.
-//   A TPM 1.2 instance gets its RSA EK (TPM_CreateEndorsementKeyPair) only.
+//   A TPM 1.2 instance is enabled and activated and gets its RSA EK
+//   (TPM_CreateEndorsementKeyPair) and, if asked, its EK certificate.
 // - measure(): a toolstack measurement before the guest runs: PCR_Extend
 //   in every active bank plus a TCG_PCR_EVENT2 in the instance's event log.
 //
@@ -86,7 +87,7 @@ class Provisioner {
   Registry& registry_;
   state::LocalCa& ca_;
   WarmPool* pool_ = nullptr;
-  void provision_tpm12(const Uuid& id, std::function<void(Result<std::string>)> done);
+  void provision_tpm12(const Uuid& id, bool ek_certificate, std::function<void(Result<std::string>)> done);
   // Logs a provisioning step with the time since this call.
   std::function<void(const std::string&)> progress_logger(const Uuid& id) const;
   // Callbacks that outlive the provisioner (answered while the daemon

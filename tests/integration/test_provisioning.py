@@ -9,6 +9,7 @@ tpm2_checkquote and an independent replay of the event log in Python.
 """
 
 import hashlib
+import hmac
 import os
 import re
 import struct
@@ -435,7 +436,8 @@ class BadInputTest(ProvisioningTestCase):
         self.assertRefused(["add", "--ek-cert"], "invalid_argument", "needs at least one EK")
         self.assertRefused(["add", "--ek", "rsa", "--platform-cert"], "invalid_argument", "needs ek_certificates")
         self.assertRefused(["add", "--tpm", "1.2", "--ek", "ecc"], "unsupported", "one RSA endorsement key")
-        self.assertRefused(["add", "--tpm", "1.2", "--ek", "rsa", "--ek-cert"], "unsupported", "not implemented")
+        self.assertRefused(["add", "--tpm", "1.2", "--ek", "rsa", "--ek-cert", "--platform-cert"], "unsupported",
+                           "TPM 2.0")
         self.assertRefused(["add", "--tpm", "1.2", "--pcr-banks", "sha1"], "unsupported", "TPM 2.0 feature")
         self.assertRefused(["add", "--pcr-banks", ""], None, "empty name", exit_code=2)
         resp = self.d.call("add", pcr_banks="sha256")
@@ -505,6 +507,103 @@ class Tpm12EkTest(ProvisioningTestCase):
         create = "00c10000003600000078" + os.urandom(20).hex() + "00000001000300010000000c000008000000000200000000"
         resp = bytes.fromhex(self.d.ctl_ok("exec", uuid, create).strip())
         self.assertNotEqual(struct.unpack(">I", resp[6:10])[0], 0)
+
+
+class Tpm12Owner:
+    """A TPM 1.2 guest's side of ownership, as TrouSerS does it: TakeOwnership
+    with the owner secret encrypted to the EK (RSAES-OAEP, label "TCPA"),
+    then owner-authorised commands in OIAP sessions (HMAC-SHA1)."""
+
+    def __init__(self, send):
+        self.send = send  # bytes -> bytes
+        self.secret = hashlib.sha1(b"owner password").digest()
+
+    @staticmethod
+    def rc(resp):
+        return struct.unpack(">I", resp[6:10])[0]
+
+    def oiap(self):
+        resp = self.send(struct.pack(">HII", 0xC1, 10, 0x0A))
+        assert self.rc(resp) == 0, "TPM_OIAP rc %d" % self.rc(resp)
+        return struct.unpack(">I", resp[10:14])[0], resp[14:34]
+
+    def authorised(self, ordinal, params):
+        """An AUTH1 command: *params* after the ordinal, owner-authorised."""
+        handle, nonce_even = self.oiap()
+        nonce_odd = os.urandom(20)
+        digest = hashlib.sha1(struct.pack(">I", ordinal) + params).digest()
+        auth = hmac.new(self.secret, digest + nonce_even + nonce_odd + b"\0", hashlib.sha1).digest()
+        body = struct.pack(">I", ordinal) + params + struct.pack(">I", handle) + nonce_odd + b"\0" + auth
+        return self.send(struct.pack(">HI", 0xC2, 6 + len(body)) + body)
+
+    def take_ownership(self, ek_modulus):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        ek = rsa.RSAPublicNumbers(65537, int.from_bytes(ek_modulus, "big")).public_key()
+        oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=b"TCPA")
+        enc_owner, enc_srk = ek.encrypt(self.secret, oaep), ek.encrypt(bytes(20), oaep)
+        # TPM_KEY12 for the SRK: storage, RSA 2048 OAEP, auth always, no PCRs, no key yet.
+        srk = (struct.pack(">HHHIB", 0x28, 0, 0x11, 0, 1) + struct.pack(">IHHI", 1, 3, 1, 12) +
+               struct.pack(">III", 2048, 2, 0) + struct.pack(">III", 0, 0, 0))
+        params = (struct.pack(">HI", 5, len(enc_owner)) + enc_owner + struct.pack(">I", len(enc_srk)) + enc_srk +
+                  srk)
+        return self.rc(self.authorised(0x0D, params))
+
+    def nv_read(self, index, offset, size, owner=True):
+        params = struct.pack(">III", index, offset, size)
+        if not owner:
+            return self.send(struct.pack(">HII", 0xC1, 22, 0xCF) + params)
+        return self.authorised(0xCF, params)
+
+
+class Tpm12EkCertificateTest(ProvisioningTestCase):
+    """The TPM 1.2 EK certificate: TCG PC Client index 0x1000F000, a
+    TCG_PCCLIENT_STORED_CERT; NV locked, so the guest reads it as owner."""
+
+    def test_tpm12_ek_certificate_is_readable_by_the_owner_and_verifies(self):
+        uuid = self.d.ctl_ok("add", "--tpm", "1.2", "--ek", "rsa", "--ek-cert").strip()
+        self.assertEqual(self.d.result("show", uuid=uuid)["provisioning"],
+                         {"ek": [{"type": "rsa", "certificate_index": "0x1000f000"}]})
+        send = lambda cmd: bytes.fromhex(self.d.ctl_ok("exec", uuid, cmd.hex()).strip())  # noqa: E731
+        owner = Tpm12Owner(send)
+        self.assertEqual(owner.rc(send(bytes.fromhex(Tpm12EkTest.STARTUP.replace(" ", "")))), 0)
+        nonce = os.urandom(20)
+        pubek = send(bytes.fromhex(Tpm12EkTest.read_pubek(nonce)))
+        self.assertEqual(owner.rc(pubek), 0)
+        modulus = pubek[10:-20][-256:]
+        # NV is locked: without the owner's authorisation the index is closed.
+        self.assertNotEqual(owner.rc(owner.nv_read(0x1000F000, 0, 7, owner=False)), 0)
+        self.assertEqual(owner.take_ownership(modulus), 0, "TakeOwnership of the enabled, activated TPM")
+        header = owner.nv_read(0x1000F000, 0, 7)
+        self.assertEqual(owner.rc(header), 0)
+        data = header[14:14 + 7]
+        tag, cert_type, size, full_tag = struct.unpack(">HBHH", data)
+        self.assertEqual((tag, cert_type, full_tag), (0x1001, 0, 0x1002))
+        der = b""
+        while len(der) < size - 2:
+            n = min(512, size - 2 - len(der))
+            chunk = owner.nv_read(0x1000F000, 7 + len(der), n)
+            self.assertEqual(owner.rc(chunk), 0)
+            der += chunk[14:14 + n]
+        path = self.path("ek12.der")
+        with open(path, "wb") as f:
+            f.write(der)
+        pem = path + ".pem"
+        run(["openssl", "x509", "-inform", "der", "-in", path, "-out", pem])
+        self.assertIn(": OK", run(["openssl", "verify", "-CAfile", self.ca_pem, pem]).stdout.decode())
+        text = run(["openssl", "x509", "-in", pem, "-noout", "-text", "-modulus"]).stdout.decode()
+        self.assertIn("Modulus=" + modulus.hex().upper(), text)
+        self.assertIn("2.23.133.8.1", text)  # tcg-kp-EKCertificate
+        self.assertRegex(text, r"DirName:/2\.23\.133\.2\.1=id:49424D00/")
+        # tcg-at-tpmSpecification: family "1.2", level 2, revision 116.
+        self.assertIn(bytes.fromhex("0c03312e32020102020174"), der)
+        # NV is locked and the index owner-writable only: a write without authorisation fails.
+        write = struct.pack(">HII", 0xC1, 26, 0xCD) + struct.pack(">III", 0x1000F000, 0, 4) + b"junk"
+        self.assertNotEqual(owner.rc(send(write)), 0)
+
+    def test_tpm12_platform_certificate_is_refused(self):
+        r = self.d.call("add", tpm="1.2", ek=["rsa"], ek_certificates=True, platform_certificate=True)
+        self.assertErrorCode(r, "unsupported")
 
 
 class CaTest(ProvisioningTestCase):

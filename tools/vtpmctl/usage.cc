@@ -23,7 +23,7 @@ Commands:
                       templates (persistent 0x81010001 RSA, 0x81010002 ECC), EK
                       certificates (NV 0x01c00002, 0x01c0000a) and a platform
                       certificate (NV 0x01c08000) from vtpmd's local CA;
-                      TPM 1.2: --ek rsa only (TPM_CreateEndorsementKeyPair)
+                      TPM 1.2: --ek rsa only (TPM_CreateEndorsementKeyPair), --ek-cert (NV 0x1000F000)
   attach U ENDPOINT...
                       open swtpm-compatible endpoints for an instance:
                         --swtpm-path P   data socket P, control socket P.ctrl
