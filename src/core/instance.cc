@@ -2,28 +2,43 @@
 
 namespace vtpm {
 
-state::InstanceRecord Instance::record(bool with_volatile) const {
+namespace {
+
+// Everything but the blobs, which are large.
+state::InstanceRecord record_without_blobs(const Instance& i, bool with_volatile) {
   state::InstanceRecord r;
-  r.uuid = uuid;
-  r.version = version;
-  r.created_unix = created_unix;
-  r.auto_startup = auto_startup;
-  r.max_command_size = max_command_size;
-  r.powered_on = power == PowerState::kOn;
-  r.channels = channel_config;
-  r.max_queued = limits.max_queued;
-  r.max_rate = limits.max_rate;
-  r.max_state_size = limits.max_state_size;
-  r.blobs.permanent = saved.permanent;
-  r.blobs.save_state = saved.save_state;
-  r.provisioning = provisioning;
+  r.uuid = i.uuid;
+  r.version = i.version;
+  r.created_unix = i.created_unix;
+  r.auto_startup = i.auto_startup;
+  r.max_command_size = i.max_command_size;
+  r.powered_on = i.power == PowerState::kOn;
+  r.channels = i.channel_config;
+  r.max_queued = i.limits.max_queued;
+  r.max_rate = i.limits.max_rate;
+  r.max_state_size = i.limits.max_state_size;
+  r.provisioning = i.provisioning;
   // The log describes the PCRs, which live in the volatile state.
   if (with_volatile) {
-    r.blobs.volatile_state = saved.volatile_state;
-    r.event_log = event_log;
-    r.guest_started = guest_started;
+    r.event_log = i.event_log;
+    r.guest_started = i.guest_started;
   }
   return r;
+}
+
+}  // namespace
+
+state::InstanceRecord Instance::record(bool with_volatile) const {
+  state::InstanceRecord r = record_without_blobs(*this, with_volatile);
+  r.blobs.permanent = saved.permanent;
+  r.blobs.save_state = saved.save_state;
+  if (with_volatile) r.blobs.volatile_state = saved.volatile_state;
+  return r;
+}
+
+std::size_t Instance::saved_record_size() const {
+  state::InstanceRecord r = record_without_blobs(*this, false);
+  return state::encoded_record_size(r) + saved.permanent.size() + saved.save_state.size();
 }
 
 Result<Instance*> Registry::add(Instance instance) {

@@ -70,6 +70,9 @@ struct Instance {
   engine::InstanceParams params() const { return {version, max_command_size, auto_startup}; }
   // The durable record; volatile state only when asked (clean shutdown).
   state::InstanceRecord record(bool with_volatile) const;
+  // encoded_record_size(record(false)) without copying the blobs (list and
+  // show report it for every instance).
+  std::size_t saved_record_size() const;
 };
 
 class Registry {

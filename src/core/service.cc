@@ -53,7 +53,7 @@ InstanceLimits Service::effective_limits(const Instance& instance) const {
 }
 
 std::size_t Service::state_size(const Instance& instance) {
-  return state::sealed_blob_size(state::encoded_record_size(instance.record(false)));
+  return state::sealed_blob_size(instance.saved_record_size());
 }
 
 Status Service::refuse_oversized(const state::InstanceRecord& record, std::uint32_t max_state_size) const {

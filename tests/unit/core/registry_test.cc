@@ -156,3 +156,22 @@ TEST_CASE("registry: Instance state_name and params") {
 }
 
 }  // namespace vtpm
+
+namespace vtpm {
+
+TEST_CASE("instance: saved_record_size is the encoded size of its record, without copying it") {
+  Instance i = instance_of(uuid_of(9));
+  i.saved.permanent.assign(12345, 0x5a);
+  i.saved.save_state.assign(77, 1);
+  i.saved.volatile_state.assign(999, 2);  // not part of a saved record
+  i.provisioning = R"({"ek":[{"type":"rsa"}]})";
+  i.channel_config = R"({"swtpm":{"path":"/run/x"}})";
+  i.event_log.assign(50, 3);
+  CHECK(i.saved_record_size() == state::encoded_record_size(i.record(false)));
+  CHECK(i.saved_record_size() == state::encode_record(i.record(false)).size());
+  CHECK(i.record(true).blobs.volatile_state.size() == 999);
+  CHECK(i.record(true).event_log.size() == 50);
+  CHECK(i.record(false).event_log.empty());
+}
+
+}  // namespace vtpm
