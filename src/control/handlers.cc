@@ -219,6 +219,9 @@ void Handlers::add(const Json& params, Reply reply) {
   if (!provision->empty() && provisioner_ == nullptr) {
     return reply(make_error(ErrorCode::kUnsupported, "this daemon has no local CA; it cannot provision"));
   }
+  // Saved with the new instance until provisioning finishes: a crash in
+  // between leaves it marked, and the next start removes it (all or nothing).
+  if (!provision->empty()) options.provisioning = std::string(kProvisioningPending);
   service_.add(options, [this, provision = std::move(*provision), spec = std::move(spec),
                          reply = std::move(reply)](Result<const Instance*> r) mutable {
     if (!r) return reply(r.error());

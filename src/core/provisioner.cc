@@ -236,6 +236,19 @@ Progress Provisioner::progress_logger(const Uuid& id) const {
   };
 }
 
+void Provisioner::discard_unfinished() {
+  std::vector<Uuid> unfinished;
+  for (const auto& [id, instance] : registry_.all()) {
+    if (instance.provisioning == kProvisioningPending) unfinished.push_back(id);
+  }
+  for (const Uuid& id : unfinished) {
+    log_.warn(id, "provisioning was interrupted (the daemon stopped during its add): removing the instance");
+    service_.remove(id, true, [this, alive = std::weak_ptr<int>(alive_), id](Status s) {
+      if (!alive.expired() && !s) log_.error(id, "removing an unfinished instance failed: " + s.error().message);
+    });
+  }
+}
+
 void Provisioner::manufacture(const Uuid& id, ProvisionOptions options, std::function<void(Status)> done) {
   auto job = std::make_shared<ProvisionJob>();
   job->options = std::move(options);

@@ -36,6 +36,10 @@ namespace vtpm {
 
 class WarmPool;
 
+// The provisioning summary of an instance whose `add` is still
+// provisioning it; one found at start-up was interrupted by a crash.
+inline constexpr std::string_view kProvisioningPending = R"({"pending":true})";
+
 struct ProvisionOptions {
   std::vector<TPM2_ALG_ID> pcr_banks;  // empty: keep libtpms' allocation
   std::vector<tpm2::EkKind> endorsement_keys;
@@ -75,6 +79,9 @@ class Provisioner {
   // Banks and EKs only, no certificates, TPM left started: a warm-pool member.
   void manufacture(const Uuid& id, ProvisionOptions options, std::function<void(Status)> done);
   void set_warm_pool(WarmPool* pool) { pool_ = pool; }
+  // Start-up: removes the instances whose provisioning a crash interrupted
+  // (their `add` was never answered).
+  void discard_unfinished();
   void measure(const Uuid& id, MeasureRequest request, std::function<void(Result<MeasureResult>)> done);
   // The instance's event log (just the Spec ID header if nothing was measured).
   void event_log(const Uuid& id, std::function<void(Result<Bytes>)> done);

@@ -166,6 +166,7 @@ Status Daemon::start() {
   if (!policy) return policy.error();
   server_ = std::make_unique<control::Server>(&loop_, log_, *handlers_, std::move(*policy));
   restore_instances(std::move(*opened));
+  provisioner_->discard_unfinished();
   warm_pool_->start();
   if (Status s = server_->listen(config_.control_socket); !s) return s;
   reopen_endpoints();

@@ -19,7 +19,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DaemonTestCase, main  # noqa: E402
+from harness import DaemonTestCase, main, wait_until  # noqa: E402
 
 HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256,
           "sha384": hashlib.sha384, "sha512": hashlib.sha512}
@@ -604,6 +604,28 @@ class Tpm12EkCertificateTest(ProvisioningTestCase):
     def test_tpm12_platform_certificate_is_refused(self):
         r = self.d.call("add", tpm="1.2", ek=["rsa"], ek_certificates=True, platform_certificate=True)
         self.assertErrorCode(r, "unsupported")
+
+
+class InterruptedProvisioningTest(DaemonTestCase):
+    def test_an_add_interrupted_by_a_crash_leaves_no_instance(self):
+        d = self.start_daemon(name="crashing")
+        d.stop()
+        # The second durable blob is one of provisioning's NV changes (the first is the new
+        # instance itself): the daemon dies between its add and the end of its provisioning.
+        d.start(env={"VTPMD_CRASH_AT": "blob-synced:2"})
+        code, out, err = d.ctl("add", "--ek", "rsa", "--ek-cert")
+        self.assertNotEqual(code, 0, "the add was answered: " + out)
+        d.proc.wait(10)
+        files = [f for f in os.listdir(d.state_dir) if f.endswith(".vtpm")]
+        self.assertTrue(files, "the instance was saved before provisioning, marked pending")
+        d.start()
+        self.assertEqual(d.result("list")["instances"], [])
+        wait_until(lambda: not [f for f in os.listdir(d.state_dir) if f.endswith(".vtpm")], 10,
+                   what="the unfinished instance's state removed")
+        self.assertIn("provisioning was interrupted", d.log())
+        # Adds work as before.
+        uuid = d.ctl_ok("add", "--ek", "rsa", "--ek-cert").strip()
+        self.assertEqual(d.result("show", uuid=uuid)["provisioning"]["ek"][0]["type"], "rsa")
 
 
 class CaTest(ProvisioningTestCase):
