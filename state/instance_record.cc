@@ -56,7 +56,8 @@ std::string metadata_text(const InstanceRecord& r) {
                                {"channels", r.channels},
                                {"max_queued", r.max_queued},
                                {"max_rate", r.max_rate},
-                               {"max_state_size", r.max_state_size}};
+                               {"max_state_size", r.max_state_size},
+                               {"max_connections", r.max_connections}};
   // Optional fields, absent from records written before provisioning.
   if (!r.provisioning.empty()) meta["provisioning"] = r.provisioning;
   if (!r.event_log.empty()) meta["event_log"] = to_hex(r.event_log);
@@ -128,7 +129,8 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
     r.powered_on = meta.at("powered_on").get<bool>();
     r.channels = meta.value("channels", std::string());
     for (auto [name, field] : {std::pair{"max_queued", &r.max_queued}, std::pair{"max_rate", &r.max_rate},
-                               std::pair{"max_state_size", &r.max_state_size}}) {
+                               std::pair{"max_state_size", &r.max_state_size},
+                               std::pair{"max_connections", &r.max_connections}}) {
       if (!meta.contains(name)) continue;  // written before per-instance limits: the default, 0
       const auto v = integer_field<std::uint32_t>(meta, name);
       if (!v) {

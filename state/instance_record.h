@@ -35,6 +35,7 @@ struct InstanceRecord {
   std::vector<std::uint8_t> event_log;
   bool guest_started = false;  // with volatile state: the guest had sent commands this boot
   std::uint32_t max_state_size = 0;  // bytes of the sealed record; 0: the daemon's default
+  std::uint32_t max_connections = 0;  // guest-channel connections; 0: the daemon's default
   engine::StateBlobs blobs;
 };
 

@@ -65,8 +65,8 @@ class SwtpmBackend::Listener {
   UvHandle<uv_any_handle> handle_;
 };
 
-SwtpmBackend::SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service, std::size_t max_connections)
-    : loop_(loop), log_(log), service_(service), max_connections_(max_connections) {}
+SwtpmBackend::SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service)
+    : loop_(loop), log_(log), service_(service) {}
 
 SwtpmBackend::~SwtpmBackend() { close_all(); }
 
@@ -125,9 +125,11 @@ void SwtpmBackend::close_all() {
 
 bool SwtpmBackend::track(const std::shared_ptr<StreamConnection>& connection, const Uuid& id) {
   std::size_t& count = per_instance_[id];
-  if (count >= max_connections_) {
+  const Instance* instance = service_.registry().find(id);
+  const std::size_t limit = instance != nullptr ? service_.effective_limits(*instance).max_connections : 0;
+  if (count >= limit) {
     log_.warn(id, "refused a guest-channel connection: " + std::to_string(count) + " open (limit " +
-                      std::to_string(max_connections_) + ")");
+                      std::to_string(limit) + ", max_connections)");
     connection->close();
     return false;
   }

@@ -25,7 +25,8 @@ class SwtpmBackend {
  public:
   // `max_connections`: per instance, control and data together; more are
   // closed at once (a guest cannot exhaust the daemon's descriptors).
-  SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service, std::size_t max_connections = 16);
+  // Connections per instance are limited by its max_connections (Service::effective_limits).
+  SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service);
   ~SwtpmBackend();
   SwtpmBackend(const SwtpmBackend&) = delete;
   SwtpmBackend& operator=(const SwtpmBackend&) = delete;
@@ -57,7 +58,6 @@ class SwtpmBackend {
   std::unordered_map<Uuid, Endpoints> endpoints_;
   std::unordered_map<StreamConnection*, std::pair<std::shared_ptr<StreamConnection>, Uuid>> connections_;
   std::unordered_map<Uuid, std::size_t> per_instance_;
-  std::size_t max_connections_;
 };
 
 }  // namespace vtpm::swtpm

@@ -68,6 +68,7 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
              {{"max_queued", service.effective_limits(i).max_queued},
               {"max_rate", service.effective_limits(i).max_rate},
               {"max_state_size", service.effective_limits(i).max_state_size},
+              {"max_connections", service.effective_limits(i).max_connections},
               {"state_size", Service::state_size(i)},
               {"throttled", service.throttled(i.uuid)},
               {"delayed_total", i.throttle.delayed}}},
@@ -177,7 +178,8 @@ void Handlers::add(const Json& params, Reply reply) {
     (swtpm::EndpointSpec::is_parameter(key) ? endpoint : own)[key] = value;
   }
   if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size", "max_queued", "max_rate",
-                                   "pcr_banks", "ek", "ek_certificates", "platform_certificate", "max_state_size"});
+                                   "pcr_banks", "ek", "ek_certificates", "platform_certificate", "max_state_size",
+                                   "max_connections"});
       !s) {
     return reply(s.error());
   }
@@ -211,8 +213,11 @@ void Handlers::add(const Json& params, Reply reply) {
   if (!rate) return reply(rate.error());
   auto state_size = int_param(params, "max_state_size", 0, kMaxStateSizeParam);
   if (!state_size) return reply(state_size.error());
+  auto connections = int_param(params, "max_connections", 0, 65536);
+  if (!connections) return reply(connections.error());
   options.limits = {static_cast<std::uint32_t>(queued->value_or(0)), static_cast<std::uint32_t>(rate->value_or(0)),
-                    static_cast<std::uint32_t>(state_size->value_or(0))};
+                    static_cast<std::uint32_t>(state_size->value_or(0)),
+                    static_cast<std::uint32_t>(connections->value_or(0))};
   auto provision = provision_options(params);
   if (!provision) return reply(provision.error());
   if (Status s = provision->validate(options.version); !s) return reply(s.error());
@@ -387,7 +392,9 @@ Result<engine::Bytes> transport_key_param(const Json& params) {
 }  // namespace
 
 void Handlers::set(const Json& params, Reply reply) {
-  if (Status s = only_params(params, {"uuid", "max_queued", "max_rate", "max_state_size"}); !s) return reply(s.error());
+  if (Status s = only_params(params, {"uuid", "max_queued", "max_rate", "max_state_size", "max_connections"}); !s) {
+    return reply(s.error());
+  }
   auto id = uuid_param(params);
   if (!id) return reply(id.error());
   auto queued = int_param(params, "max_queued", 0, 1000000);
@@ -399,7 +406,9 @@ void Handlers::set(const Json& params, Reply reply) {
   };
   auto state_size = int_param(params, "max_state_size", 0, kMaxStateSizeParam);
   if (!state_size) return reply(state_size.error());
-  service_.set_limits(*id, as_limit(*queued), as_limit(*rate), as_limit(*state_size),
+  auto connections = int_param(params, "max_connections", 0, 65536);
+  if (!connections) return reply(connections.error());
+  service_.set_limits(*id, {as_limit(*queued), as_limit(*rate), as_limit(*state_size), as_limit(*connections)},
                       [this, reply = std::move(reply)](Result<const Instance*> r) {
                         if (!r) return reply(r.error());
                         reply(instance_json(**r, service_, swtpm_));

@@ -17,6 +17,7 @@ state::InstanceRecord record_without_blobs(const Instance& i, bool with_volatile
   r.max_queued = i.limits.max_queued;
   r.max_rate = i.limits.max_rate;
   r.max_state_size = i.limits.max_state_size;
+  r.max_connections = i.limits.max_connections;
   r.provisioning = i.provisioning;
   // The log describes the PCRs, which live in the volatile state.
   if (with_volatile) {
@@ -49,6 +50,11 @@ Result<Instance*> Registry::add(Instance instance) {
 }
 
 Instance* Registry::find(const Uuid& id) {
+  auto it = instances_.find(id);
+  return it == instances_.end() ? nullptr : &it->second;
+}
+
+const Instance* Registry::find(const Uuid& id) const {
   auto it = instances_.find(id);
   return it == instances_.end() ? nullptr : &it->second;
 }

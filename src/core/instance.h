@@ -27,11 +27,13 @@ struct InstanceCounters {
 // Per-instance limits (0: the daemon's default). A guest above max_rate is
 // throttled (its commands wait), one above max_queued is refused (busy),
 // a change of state that would make its sealed record larger than
-// max_state_size bytes is not saved and quarantines it (Service).
+// max_state_size bytes is not saved and quarantines it (Service), a guest
+// channel connection beyond max_connections is closed (backends).
 struct InstanceLimits {
   std::uint32_t max_queued = 0;
   std::uint32_t max_rate = 0;
   std::uint32_t max_state_size = 0;
+  std::uint32_t max_connections = 0;
 };
 
 // A token bucket, capacity one second of max_rate (the commands waiting
@@ -79,6 +81,7 @@ class Registry {
  public:
   Result<Instance*> add(Instance instance);
   Instance* find(const Uuid& id);
+  const Instance* find(const Uuid& id) const;
   Result<Instance*> get(const Uuid& id);  // not_found error names the UUID
   void erase(const Uuid& id) { instances_.erase(id); }
   const std::map<Uuid, Instance>& all() const { return instances_; }

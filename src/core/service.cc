@@ -49,7 +49,8 @@ Service::~Service() {
 InstanceLimits Service::effective_limits(const Instance& instance) const {
   return {instance.limits.max_queued != 0 ? instance.limits.max_queued : default_limits_.max_queued,
           instance.limits.max_rate != 0 ? instance.limits.max_rate : default_limits_.max_rate,
-          instance.limits.max_state_size != 0 ? instance.limits.max_state_size : default_limits_.max_state_size};
+          instance.limits.max_state_size != 0 ? instance.limits.max_state_size : default_limits_.max_state_size,
+          instance.limits.max_connections != 0 ? instance.limits.max_connections : default_limits_.max_connections};
 }
 
 std::size_t Service::state_size(const Instance& instance) {
@@ -89,17 +90,18 @@ std::size_t Service::throttled(const Uuid& id) const {
   return it == throttled_.end() ? 0 : it->second.size();
 }
 
-void Service::set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued, std::optional<std::uint32_t> max_rate,
-                         std::optional<std::uint32_t> max_state_size, InstanceCallback done) {
+void Service::set_limits(const Uuid& id, const LimitChanges& changes, InstanceCallback done) {
   auto found = registry_.get(id);
   if (!found) return done(found.error());
   Instance& i = **found;
-  if (max_queued) i.limits.max_queued = *max_queued;
-  if (max_rate) i.limits.max_rate = *max_rate;
-  if (max_state_size) i.limits.max_state_size = *max_state_size;
-  log_.info(id, "limits: max_queued " + std::to_string(effective_limits(i).max_queued) + ", max_rate " +
-                    std::to_string(effective_limits(i).max_rate) + "/s, max_state_size " +
-                    std::to_string(effective_limits(i).max_state_size) + " bytes");
+  if (changes.max_queued) i.limits.max_queued = *changes.max_queued;
+  if (changes.max_rate) i.limits.max_rate = *changes.max_rate;
+  if (changes.max_state_size) i.limits.max_state_size = *changes.max_state_size;
+  if (changes.max_connections) i.limits.max_connections = *changes.max_connections;
+  const InstanceLimits now = effective_limits(i);
+  log_.info(id, "limits: max_queued " + std::to_string(now.max_queued) + ", max_rate " + std::to_string(now.max_rate) +
+                    "/s, max_state_size " + std::to_string(now.max_state_size) + " bytes, max_connections " +
+                    std::to_string(now.max_connections));
   // Nothing to save for an instance without loadable state or on its way out.
   if (i.removing || i.failed) return done(static_cast<const Instance*>(&i));
   state::InstanceRecord record = i.record(false);
@@ -483,7 +485,7 @@ void Service::import_instance(state::InstanceRecord record, InstanceCallback don
   incoming.auto_startup = record.auto_startup;
   incoming.max_command_size = record.max_command_size;
   incoming.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
-  incoming.limits = {record.max_queued, record.max_rate, record.max_state_size};
+  incoming.limits = {record.max_queued, record.max_rate, record.max_state_size, record.max_connections};
   incoming.provisioning = record.provisioning;
   if (!record.blobs.volatile_state.empty()) {
     incoming.event_log = record.event_log;
@@ -590,7 +592,7 @@ void Service::restore(state::InstanceRecord record) {
   instance.max_command_size = record.max_command_size;
   instance.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
   instance.channel_config = record.channels;
-  instance.limits = {record.max_queued, record.max_rate, record.max_state_size};
+  instance.limits = {record.max_queued, record.max_rate, record.max_state_size, record.max_connections};
   instance.provisioning = record.provisioning;
   // The log resumes with the PCRs it describes, or not at all.
   if (!record.blobs.volatile_state.empty()) {

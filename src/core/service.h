@@ -35,6 +35,15 @@ struct DefaultLimits {
   std::uint32_t max_queued = 64;  // commands queued or running per instance
   std::uint32_t max_rate = 0;     // commands per second; 0: unlimited
   std::uint32_t max_state_size = 1024 * 1024;  // bytes of an instance's sealed record
+  std::uint32_t max_connections = 16;          // guest-channel connections per instance
+};
+
+// A `set`: the limits given change (0: back to the daemon's default).
+struct LimitChanges {
+  std::optional<std::uint32_t> max_queued;
+  std::optional<std::uint32_t> max_rate;
+  std::optional<std::uint32_t> max_state_size;
+  std::optional<std::uint32_t> max_connections;
 };
 
 struct ExecResult {
@@ -76,8 +85,7 @@ class Service {
   void cancel(const Uuid& id, StatusCallback done);
   // Changes an instance's limits (0: back to the daemon's default); `done`
   // runs once they are saved.
-  void set_limits(const Uuid& id, std::optional<std::uint32_t> max_queued, std::optional<std::uint32_t> max_rate,
-                  std::optional<std::uint32_t> max_state_size, InstanceCallback done);
+  void set_limits(const Uuid& id, const LimitChanges& changes, InstanceCallback done);
   // The limits in force (defaults applied) and the commands waiting for rate.
   InstanceLimits effective_limits(const Instance& instance) const;
   std::size_t throttled(const Uuid& id) const;

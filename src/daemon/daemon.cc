@@ -134,7 +134,8 @@ Status Daemon::start() {
     if (!shutting_down_) service_->recover_lost(id, why);
   });
   service_ = std::make_unique<Service>(&loop_, log_, *engine_, *persister_, registry_, config_.default_max_command_size,
-                                       DefaultLimits{config_.default_max_queued, config_.default_max_rate, config_.default_max_state_size});
+                                       DefaultLimits{config_.default_max_queued, config_.default_max_rate, config_.default_max_state_size,
+                                                     config_.max_connections});
   control::DaemonFacts facts;
   facts.state_dir = config_.state_dir;
   facts.started_unix =
@@ -146,7 +147,7 @@ Status Daemon::start() {
   };
   facts.seccomp = [this] { return seccomp_in_force_; };
   facts.core_dumps = config_.allow_core_dumps;
-  swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_, config_.max_connections);
+  swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_);
   auto ca = state::LocalCa::open(config_.state_dir, store_->master(), drbg_);
   if (!ca) return make_error(ca.error().code, "local CA: " + ca.error().message);
   ca_ = std::move(*ca);

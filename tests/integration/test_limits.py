@@ -97,7 +97,7 @@ class LimitsTest(harness.DaemonTestCase):
         extra = connect(path)  # the kernel accepts; vtpmd closes it at once
         self.assertFalse(works(extra))
         extra.close()
-        self.assertIn("refused a guest-channel connection: 4 open (limit 4)", d.log())
+        self.assertIn("refused a guest-channel connection: 4 open (limit 4, max_connections)", d.log())
         # Another instance is not affected, and a freed slot is usable again.
         with connect(other_path) as s:
             self.assertTrue(works(s))
@@ -107,6 +107,43 @@ class LimitsTest(harness.DaemonTestCase):
             self.assertTrue(works(s))
         self.assertEqual(d.result("show", uuid=u)["state"], "running")
         self.assertEqual(d.result("show", uuid=other)["state"], "running")
+
+    def test_max_connections_per_instance_overrides_the_default_and_is_saved(self):
+        d = self.start_daemon(["--max-connections", "4"])
+        path = os.path.join(d.tmp, "one")
+        u = d.ctl_ok("add", "--auto-startup", "--swtpm-path", path, "--max-connections", "1").strip()
+        self.assertEqual(d.result("show", uuid=u)["limits"]["max_connections"], 1)
+
+        def connect():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(path)
+            return s
+
+        def works(s):
+            try:
+                s.sendall(T.get_random(8))
+                return len(s.recv(4096)) > 10
+            except OSError:
+                return False
+
+        with connect() as first:
+            self.assertTrue(works(first))
+            with connect() as second:
+                self.assertFalse(works(second))
+        self.assertIn("(limit 1, max_connections)", d.log())
+        # vtpmctl set raises it; it is saved with the instance and survives a restart.
+        d.ctl_ok("set", u, "--max-connections", "2")
+        d.stop()
+        d.restart()
+        self.assertEqual(d.result("show", uuid=u)["limits"]["max_connections"], 2)
+        with connect() as first, connect() as second:
+            self.assertTrue(works(first) and works(second))
+        # 0: back to the daemon's default; bad values are refused.
+        d.ctl_ok("set", u, "--max-connections", "0")
+        self.assertEqual(d.result("show", uuid=u)["limits"]["max_connections"], 4)
+        self.assertErrorCode(d.call("set", uuid=u, max_connections=65537), "invalid_argument")
+        self.assertErrorCode(d.call("add", max_connections=-1), "invalid_argument")
 
     def test_limits_persist_and_can_be_changed(self):
         d = self.start_daemon(["--default-max-queued", "32"])

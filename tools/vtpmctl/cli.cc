@@ -153,7 +153,7 @@ Result<Json> parse_attach(std::string_view command, Args args, std::istream&) {
   return params;
 }
 
-// --max-queued N, --max-rate N, --max-state-size N (0: the daemon's
+// --max-queued N, --max-rate N, --max-state-size N, --max-connections N (0: the daemon's
 // default), shared by add and set.
 Status apply_limit_flags(const std::map<std::string, std::string, std::less<>>& flags, Json& params) {
   struct Limit {
@@ -162,7 +162,8 @@ Status apply_limit_flags(const std::map<std::string, std::string, std::less<>>& 
     std::int64_t max;
   };
   for (const auto& [flag, key, max] : {Limit{"--max-queued", "max_queued", 1000000}, Limit{"--max-rate", "max_rate", 1000000},
-                                       Limit{"--max-state-size", "max_state_size", 16 * 1024 * 1024}}) {
+                                       Limit{"--max-state-size", "max_state_size", 16 * 1024 * 1024},
+                                       Limit{"--max-connections", "max_connections", 65536}}) {
     auto it = flags.find(flag);
     if (it == flags.end()) continue;
     const auto n = parse_integer(it->second);
@@ -206,7 +207,8 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
   std::vector<FlagSpec> kFlags = {{"--uuid", true},         {"--tpm", true},       {"--auto-startup", false},
                                   {"--max-command-size", true}, {"--max-queued", true}, {"--max-rate", true},
                                   {"--pcr-banks", true},       {"--ek", true},        {"--ek-cert", false},
-                                  {"--platform-cert", false},    {"--max-state-size", true}};
+                                  {"--platform-cert", false},    {"--max-state-size", true},
+                                  {"--max-connections", true}};
   for (const auto& [flag, key] : kEndpointFlags) kFlags.push_back({flag, true});
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
@@ -237,8 +239,8 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
 }
 
 Result<Json> parse_set(std::string_view command, Args args, std::istream&) {
-  static constexpr std::array<FlagSpec, 3> kFlags = {
-      {{"--max-queued", true}, {"--max-rate", true}, {"--max-state-size", true}}};
+  static constexpr std::array<FlagSpec, 4> kFlags = {
+      {{"--max-queued", true}, {"--max-rate", true}, {"--max-state-size", true}, {"--max-connections", true}}};
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
   if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
@@ -247,7 +249,8 @@ Result<Json> parse_set(std::string_view command, Args args, std::istream&) {
   Json params{{"uuid", *uuid}};
   if (Status s = apply_limit_flags(split->flags, params); !s) return s.error();
   if (params.size() == 1) {
-    return usage("set: give --max-queued N, --max-rate N and/or --max-state-size N (0: the daemon's default)");
+    return usage("set: give --max-queued N, --max-rate N, --max-state-size N and/or --max-connections N (0: the "
+                 "daemon's default)");
   }
   return params;
 }

@@ -16,7 +16,7 @@ Options (accepted before or after the command):
 
 Commands:
   add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N]
-      [--max-queued N] [--max-rate N] [--max-state-size N] [ENDPOINT...]
+      [--max-queued N] [--max-rate N] [--max-state-size N] [--max-connections N] [ENDPOINT...]
       [--pcr-banks sha1,sha256,sha384,sha512] [--ek rsa,ecc] [--ek-cert] [--platform-cert]
                       create an instance and print its UUID (U=$(vtpmctl add));
                       TPM 2.0 manufacture: active PCR banks, EKs from the TCG
@@ -44,7 +44,7 @@ Commands:
   power U on|off|reset
                       power an instance on or off, or power-cycle it
   cancel U            cancel queued commands and abort the running one
-  set U [--max-queued N] [--max-rate N] [--max-state-size N]
+  set U [--max-queued N] [--max-rate N] [--max-state-size N] [--max-connections N]
                       change an instance's limits: commands queued before `busy`,
                       commands per second before they wait, bytes its sealed
                       state may reach (0: the daemon's default)

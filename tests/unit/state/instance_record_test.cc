@@ -28,6 +28,7 @@ InstanceRecord sample_record() {
   r.max_command_size = 8192;
   r.powered_on = false;
   r.max_state_size = 65536;
+  r.max_connections = 3;
   r.blobs.permanent = pattern(200, 1);
   r.blobs.volatile_state = pattern(64, 2);
   r.blobs.save_state = pattern(16, 3);
@@ -42,6 +43,7 @@ void check_same(const InstanceRecord& a, const InstanceRecord& b) {
   CHECK(a.max_command_size == b.max_command_size);
   CHECK(a.powered_on == b.powered_on);
   CHECK(a.max_state_size == b.max_state_size);
+  CHECK(a.max_connections == b.max_connections);
   CHECK(a.blobs.permanent == b.blobs.permanent);
   CHECK(a.blobs.volatile_state == b.blobs.volatile_state);
   CHECK(a.blobs.save_state == b.blobs.save_state);
