@@ -56,7 +56,8 @@ bool same_record(const InstanceRecord& a, const InstanceRecord& b) {
   return a.uuid == b.uuid && a.version == b.version && a.created_unix == b.created_unix &&
          a.auto_startup == b.auto_startup && a.max_command_size == b.max_command_size &&
          a.powered_on == b.powered_on && a.channels == b.channels && a.max_queued == b.max_queued &&
-         a.max_rate == b.max_rate && a.max_state_size == b.max_state_size && a.max_connections == b.max_connections && a.blobs.permanent == b.blobs.permanent &&
+         a.max_rate == b.max_rate && a.max_state_size == b.max_state_size &&
+         a.max_connections == b.max_connections && a.blobs.permanent == b.blobs.permanent &&
          a.blobs.volatile_state == b.blobs.volatile_state && a.blobs.save_state == b.blobs.save_state;
 }
 
