@@ -12,7 +12,7 @@ BUILD_DIR=${1:-build}
 # clang + libclang-rt-14-dev (libFuzzer): the fuzz targets' build dir (docs/fuzzing.md).
 PACKAGES="meson ninja-build pkg-config g++ python3 python3-cryptography procps
 libuv1-dev libtpms-dev libmbedtls-dev libssl-dev nlohmann-json3-dev doctest-dev
-libtss2-dev libseccomp-dev
+libtss2-dev libseccomp-dev libxen-dev
 swtpm swtpm-tools tpm2-tools openssl clang libclang-rt-14-dev"
 
 missing=""

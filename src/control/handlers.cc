@@ -43,16 +43,17 @@ std::int64_t now_unix() {
 
 // Wraps a Service callback that yields an instance into a JSON reply.
 Service::InstanceCallback reply_instance(const Service& service, const swtpm::SwtpmBackend& swtpm,
-                                         Handlers::Reply reply) {
-  return [&service, &swtpm, reply = std::move(reply)](Result<const Instance*> r) {
+                                         const DaemonFacts& facts, Handlers::Reply reply) {
+  return [&service, &swtpm, &facts, reply = std::move(reply)](Result<const Instance*> r) {
     if (!r) return reply(r.error());
-    reply(Handlers::instance_json(**r, service, swtpm));
+    reply(Handlers::instance_json(**r, service, swtpm, facts));
   };
 }
 
 }  // namespace
 
-Json Handlers::instance_json(const Instance& i, const Service& service, const swtpm::SwtpmBackend& swtpm) {
+Json Handlers::instance_json(const Instance& i, const Service& service, const swtpm::SwtpmBackend& swtpm,
+                             const DaemonFacts& facts) {
   const swtpm::EndpointSpec* spec = swtpm.spec_of(i.uuid);
   Json j = {{"uuid", i.uuid.to_string()},
             {"tpm", tpm_version_name(i.version)},
@@ -80,6 +81,9 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
               {"last_command", timestamp_ms(i.counters.last_command_unix_ms)}}},
             {"state_bytes", {{"permanent", i.saved.permanent.size()}, {"save_state", i.saved.save_state.size()}}}};
   if (i.failed) j["failure"] = i.failure;
+  if (facts.xen_binding) {
+    if (auto xen = facts.xen_binding(i.uuid); !xen.is_null()) j["xen"] = std::move(xen);
+  }
   if (!i.provisioning.empty()) {
     const Json provisioned = Json::parse(i.provisioning, nullptr, false);
     if (!provisioned.is_discarded()) j["provisioning"] = provisioned;
@@ -257,7 +261,7 @@ void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optio
   }
   auto shown = service_.show(id);
   if (!shown) return reply(shown.error());
-  reply(instance_json(**shown, service_, swtpm_));
+  reply(instance_json(**shown, service_, swtpm_, facts_));
 }
 
 void Handlers::remove(const Json& params, Reply reply) {
@@ -278,7 +282,7 @@ void Handlers::list(const Json& params, Reply reply) {
   if (Status s = only_params(params, {}); !s) return reply(s.error());
   Json out = Json::array();
   for (const auto& [id, instance] : service_.registry().all()) {
-    if (!instance.removing && !WarmPool::is_member(instance)) out.push_back(instance_json(instance, service_, swtpm_));
+    if (!instance.removing && !WarmPool::is_member(instance)) out.push_back(instance_json(instance, service_, swtpm_, facts_));
   }
   reply(Json{{"instances", out}});
 }
@@ -289,7 +293,7 @@ void Handlers::show(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   auto instance = service_.show(*id);
   if (!instance) return reply(instance.error());
-  reply(instance_json(**instance, service_, swtpm_));
+  reply(instance_json(**instance, service_, swtpm_, facts_));
 }
 
 void Handlers::exec(const Json& params, Reply reply) {
@@ -335,7 +339,7 @@ void Handlers::power(const Json& params, Reply reply) {
   } else {
     return reply(make_error(ErrorCode::kInvalidArgument, "parameter 'action' must be \"on\", \"off\" or \"reset\""));
   }
-  service_.power(*id, a, reply_instance(service_, swtpm_, std::move(reply)));
+  service_.power(*id, a, reply_instance(service_, swtpm_, facts_, std::move(reply)));
 }
 
 void Handlers::cancel(const Json& params, Reply reply) {
@@ -361,7 +365,7 @@ void Handlers::attach(const Json& params, Reply reply) {
   auto instance = service_.show(*id);
   if (!instance) return reply(instance.error());
   if (Status s = open_endpoints(*id, *spec); !s) return reply(s.error());
-  reply(instance_json(**service_.show(*id), service_, swtpm_));
+  reply(instance_json(**service_.show(*id), service_, swtpm_, facts_));
 }
 
 void Handlers::detach(const Json& params, Reply reply) {
@@ -370,7 +374,7 @@ void Handlers::detach(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   if (Status s = swtpm_.detach(*id); !s) return reply(s.error());
   (void)service_.set_channel_config(*id, {});
-  reply(instance_json(**service_.show(*id), service_, swtpm_));
+  reply(instance_json(**service_.show(*id), service_, swtpm_, facts_));
 }
 
 namespace {
@@ -411,7 +415,7 @@ void Handlers::set(const Json& params, Reply reply) {
   service_.set_limits(*id, {as_limit(*queued), as_limit(*rate), as_limit(*state_size), as_limit(*connections)},
                       [this, reply = std::move(reply)](Result<const Instance*> r) {
                         if (!r) return reply(r.error());
-                        reply(instance_json(**r, service_, swtpm_));
+                        reply(instance_json(**r, service_, swtpm_, facts_));
                       });
 }
 
@@ -445,7 +449,7 @@ void Handlers::import_instance(const Json& params, Reply reply) {
   if (!record) return reply(record.error());
   service_.import_instance(std::move(*record), [this, reply = std::move(reply)](Result<const Instance*> r) {
     if (!r) return reply(r.error());
-    reply(instance_json(**r, service_, swtpm_));
+    reply(instance_json(**r, service_, swtpm_, facts_));
   });
 }
 

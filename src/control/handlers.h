@@ -23,6 +23,9 @@ struct DaemonFacts {
   std::function<std::string()> seccomp;  // the system-call filter in force (src/daemon/sandbox.h)
   bool core_dumps = false;      // --allow-core-dumps
   std::function<Json()> warm_pool;  // status section
+  // The instance's Xen tpmif binding ({domid, devid, state, connected}),
+  // null when it has none or the Xen backend is off.
+  std::function<Json(const Uuid&)> xen_binding;
 };
 
 class Handlers {
@@ -39,7 +42,8 @@ class Handlers {
   // Runs `method`; `reply` is called exactly once (maybe synchronously).
   void dispatch(const std::string& method, const Json& params, Reply reply);
 
-  static Json instance_json(const Instance& instance, const Service& service, const swtpm::SwtpmBackend& swtpm);
+  static Json instance_json(const Instance& instance, const Service& service, const swtpm::SwtpmBackend& swtpm,
+                            const DaemonFacts& facts);
 
  private:
   void hello(const Json& params, Reply reply);

@@ -136,7 +136,7 @@ void Handlers::reset(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   service_.power(*id, PowerAction::kReset, [this, reply = std::move(reply)](Result<const Instance*> r) {
     if (!r) return reply(r.error());
-    reply(instance_json(**r, service_, swtpm_));
+    reply(instance_json(**r, service_, swtpm_, facts_));
   });
 }
 

@@ -185,6 +185,13 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     auto list = parse_name_list(value, key, known_bank, "sha1, sha256, sha384, sha512", true);
     if (!list) return list.error();
     c.warm_pool_pcr_banks = *list;
+  } else if (key == "xen_backend" || key == "xen-backend" || key == "xen_auto_create" || key == "xen-auto-create" ||
+             key == "xen_allow_tpm2" || key == "xen-allow-tpm2") {
+    if (value != "on" && value != "off") return invalid(key + " must be \"on\" or \"off\", got '" + value + "'");
+    const bool on = value == "on";
+    if (key.ends_with("backend")) c.xen_backend = on;
+    else if (key.ends_with("create")) c.xen_auto_create = on;
+    else c.xen_allow_tpm2 = on;
   } else if (key == "default_max_command_size" || key == "default-max-command-size") {
     auto n = parse_uint(value, key, 1024, 65536);
     if (!n) return n.error();
@@ -212,7 +219,7 @@ Status apply_config_json(const std::string& text, const std::string& origin, Con
     std::string as_text;
     if (value.is_string()) {
       as_text = value.get<std::string>();
-    } else if (value.is_boolean() && key == "allow_core_dumps") {  // the one switch
+    } else if (value.is_boolean() && (key == "allow_core_dumps" || key.starts_with("xen_"))) {  // the switches
       as_text = value.get<bool>() ? "on" : "off";
     } else if (value.is_number_unsigned()) {
       as_text = std::to_string(value.get<std::uint64_t>());
@@ -322,6 +329,12 @@ const char* usage_text() {
          "                                seeds and keys, inside libtpms) would be in them. Default: not dumpable\n"
          "  --seccomp off|log|enforce     system-call allow-list once running: enforce (default) refuses any\n"
          "                                other call with EPERM, log only has the kernel log it\n"
+         "  --xen-backend on|off          serve Xen xen-tpmfront guests (tpmif v2) from this domain (default off;\n"
+         "                                needs vtpmd built with libxen-dev; docs/xen.md)\n"
+         "  --xen-auto-create on|off      create a TPM 1.2 instance for a vtpm device whose uuid is unknown\n"
+         "                                (default off: such devices are refused)\n"
+         "  --xen-allow-tpm2 on|off       let a vtpm device bind a TPM 2.0 instance (stock xen-tpmfront speaks\n"
+         "                                TPM 1.2 only; default off)\n"
          "  --version, --help\n";
 }
 

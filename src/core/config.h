@@ -64,6 +64,10 @@ struct Config {
   std::uint32_t warm_pool = 0;
   std::string warm_pool_ek = "rsa";
   std::string warm_pool_pcr_banks;
+  // Xen tpmif v2 backend (backends/xen, docs/xen.md)
+  bool xen_backend = false;      // serve <self>/backend/vtpm
+  bool xen_auto_create = false;  // unknown UUIDs get a new TPM 1.2 instance (else refused)
+  bool xen_allow_tpm2 = false;   // a vtpm device may bind a TPM 2.0 instance
 };
 
 struct CommandLine {

@@ -13,6 +13,10 @@
 #include "src/daemon/root_of_trust_factory.h"
 #include "src/daemon/sandbox.h"
 
+#ifdef VTPMD_HAVE_XEN
+#include "backends/xen/real_platform.h"
+#endif
+
 namespace vtpm {
 namespace {
 
@@ -74,6 +78,7 @@ Daemon::~Daemon() {
   warm_pool_.reset();
   provisioner_.reset();
   swtpm_.reset();
+  xen_.reset();
   service_.reset();
   engine_.reset();
   persister_.reset();
@@ -147,6 +152,12 @@ Status Daemon::start() {
   };
   facts.seccomp = [this] { return seccomp_in_force_; };
   facts.core_dumps = config_.allow_core_dumps;
+  facts.xen_binding = [this](const Uuid& id) -> control::Json {
+    auto b = xen_ ? xen_->binding_of(id) : std::nullopt;
+    if (!b) return nullptr;
+    return {{"domid", b->domid}, {"devid", b->devid}, {"state", tpmif::xenbus_state_name(b->state)},
+            {"connected", b->connected}};
+  };
   swtpm_ = std::make_unique<swtpm::SwtpmBackend>(&loop_, log_, *service_);
   auto ca = state::LocalCa::open(config_.state_dir, store_->master(), drbg_);
   if (!ca) return make_error(ca.error().code, "local CA: " + ca.error().message);
@@ -171,6 +182,8 @@ Status Daemon::start() {
   warm_pool_->start();
   if (Status s = server_->listen(config_.control_socket); !s) return s;
   reopen_endpoints();
+  auto extra_ioctls = start_xen();
+  if (!extra_ioctls) return extra_ioctls.error();
 
   for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM}, std::pair{&sigint_, SIGINT}}) {
     uv_signal_init(&loop_, handle->get());
@@ -184,7 +197,7 @@ Status Daemon::start() {
         signum);
   }
   // Last: everything that needs more than serving guests is done.
-  if (Status s = install_syscall_filter(config_.seccomp); !s) {
+  if (Status s = install_syscall_filter(config_.seccomp, *extra_ioctls); !s) {
     if (s.error().code != ErrorCode::kUnsupported) return s;
     seccomp_in_force_ = "unsupported";
     log_.warn(s.error().message + "; running without a system-call filter");
@@ -216,6 +229,20 @@ void Daemon::reopen_endpoints() {
   }
 }
 
+Result<std::vector<unsigned long>> Daemon::start_xen() {
+  if (!config_.xen_backend) return std::vector<unsigned long>{};
+#ifdef VTPMD_HAVE_XEN
+  auto platform = xen::open_real_platform();
+  if (!platform) return make_error(platform.error().code, "xen backend: " + platform.error().message);
+  xen_ = std::make_unique<xen::XenBackend>(&loop_, log_, *service_, std::move(*platform),
+                                           xen::XenOptions{config_.xen_auto_create, config_.xen_allow_tpm2});
+  if (Status s = xen_->start(); !s) return make_error(s.error().code, "xen backend: " + s.error().message);
+  return xen::xen_ioctls();
+#else
+  return make_error(ErrorCode::kUnsupported, "xen_backend is on but this vtpmd was built without libxen-dev");
+#endif
+}
+
 void Daemon::begin_shutdown(const char* why) {
   if (shutting_down_) {
     log_.warn(std::string(why) + " again during shutdown; still saving state");
@@ -227,6 +254,8 @@ void Daemon::begin_shutdown(const char* why) {
   server_->close();
   swtpm_->close_all();  // guests stop sending; their queued commands still finish
   warm_pool_->stop();
+  // Xen guests stay connected in xenstore: a restarted vtpmd maps them again.
+  if (xen_) xen_->close_all();
   service_->refuse_new_work();
   uv_timer_init(&loop_, shutdown_deadline_.get());
   shutdown_deadline_.mark_live();

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "backends/swtpm/swtpm_backend.h"
+#include "backends/xen/xen_backend.h"
 #include "src/control/handlers.h"
 #include "src/control/server.h"
 #include "src/core/config.h"
@@ -44,6 +45,8 @@ class Daemon {
   Status open_state();
   void restore_instances(state::OpenedState opened);
   void reopen_endpoints();
+  // The Xen tpmif backend when configured; the ioctls it needs once sandboxed.
+  Result<std::vector<unsigned long>> start_xen();
   void begin_shutdown(const char* why);
   void finish_shutdown();
   std::string engine_worker_path() const;
@@ -63,6 +66,7 @@ class Daemon {
   std::unique_ptr<Provisioner> provisioner_;
   std::unique_ptr<WarmPool> warm_pool_;
   std::unique_ptr<swtpm::SwtpmBackend> swtpm_;
+  std::unique_ptr<xen::XenBackend> xen_;  // --xen-backend on
   std::unique_ptr<control::Handlers> handlers_;
   std::unique_ptr<control::Server> server_;
   UvHandle<uv_signal_t> sigterm_;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 namespace vtpm {
 namespace {
@@ -75,7 +76,7 @@ const char* describe(SeccompMode mode) {
   return "?";
 }
 
-Status install_syscall_filter(SeccompMode mode) {
+Status install_syscall_filter(SeccompMode mode, std::span<const unsigned long> extra_ioctls) {
   if (mode == SeccompMode::kOff) return Status::success();
   // Filtering every thread at once (TSYNC) needs the seccomp() system call
   // (Linux 3.17); valgrind, for one, does not emulate it.
@@ -96,7 +97,9 @@ Status install_syscall_filter(SeccompMode mode) {
     if (nr == __NR_SCMP_ERROR) continue;
     if (int rc = seccomp_rule_add(filter.get(), SCMP_ACT_ALLOW, nr, 0); rc != 0) return failed("allow " + name, rc);
   }
-  for (unsigned long request : kAllowedIoctls) {
+  std::vector<unsigned long> ioctls(std::begin(kAllowedIoctls), std::end(kAllowedIoctls));
+  ioctls.insert(ioctls.end(), extra_ioctls.begin(), extra_ioctls.end());
+  for (unsigned long request : ioctls) {
     if (int rc = seccomp_rule_add(filter.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
                                   SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(request)));
         rc != 0) {

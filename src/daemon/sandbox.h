@@ -13,10 +13,12 @@
 // too (SECCOMP_FILTER_FLAG_TSYNC).
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
 #include "proto/result.h"
+
 #include "src/core/config.h"
 
 namespace vtpm {
@@ -26,7 +28,9 @@ namespace vtpm {
 // and logged, to find what a new code path needs; off: nothing installed.
 // Fails with kUnsupported where the kernel (or valgrind) cannot filter
 // every thread: vtpmd then runs without a filter and says so.
-Status install_syscall_filter(SeccompMode mode);
+// `extra_ioctls`: requests a backend needs on its own devices (the Xen
+// backend's gntdev and evtchn calls).
+Status install_syscall_filter(SeccompMode mode, std::span<const unsigned long> extra_ioctls = {});
 
 // The names on the allow-list (for the docs and tests).
 const std::vector<std::string>& allowed_syscalls();

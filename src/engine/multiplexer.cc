@@ -120,6 +120,10 @@ Completion Multiplexer::run_job(const Uuid& id, Hosted& hosted, Pending pending)
   }
 }
 
+Multiplexer::~Multiplexer() {
+  if (loaded_) tpm_.discard();
+}
+
 void Multiplexer::unload_current() {
   if (!loaded_) return;
   // A failed capture leaves the previous volatile blob: the instance then

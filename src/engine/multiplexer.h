@@ -42,6 +42,11 @@ struct MultiplexerOptions {
 class Multiplexer {
  public:
   Multiplexer(LibtpmsAdapter& tpm, MultiplexerOptions options);
+  // Leaves libtpms free for a later multiplexer in the same process (the
+  // loaded instance's last changes are already in its completions).
+  ~Multiplexer();
+  Multiplexer(const Multiplexer&) = delete;
+  Multiplexer& operator=(const Multiplexer&) = delete;
 
   void enqueue(Job job, Clock::time_point received);
   // Removes every queued job of `instance`, returning kCancelled

@@ -1,0 +1,83 @@
+// Many guests at once with boot-like TPM 1.2 traffic, all in flight
+// together: the timeouts/durations queries at probe, Startup, PCR extends,
+// GetRandom (the hwrng), PCR reads.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+
+#include "tests/unit/support/temp_dir.h"
+#include "tests/xen/guest.h"
+
+namespace vtpm::xen::sim {
+
+TEST_CASE("xen: many guests connected at once with boot traffic") {
+  namespace cmd = vtpm::testing;
+  const char* env = std::getenv("VTPMD_XEN_GUESTS");
+  const std::size_t n = env != nullptr ? std::strtoul(env, nullptr, 10) : 500;
+  testing::TempDir dir;
+  HarnessOptions options;
+  options.xen.auto_create = true;  // as an operator serving many guests would
+  options.tpm12_workers_max = 2;
+  Harness h(dir.path(), options);
+  Toolstack ts(h.hv());
+  std::vector<std::unique_ptr<Guest>> guests;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Uuid id = cmd::test_uuid(0x58, static_cast<std::uint8_t>(i & 0xFF));
+    char text[64];
+    std::snprintf(text, sizeof text, "%s", id.to_string().c_str());
+    std::string u = text;
+    // Distinct UUIDs beyond 256 guests: the last group carries the index.
+    std::snprintf(text, sizeof text, "%012zx", i);
+    u.replace(u.size() - 12, 12, text);
+    guests.push_back(std::make_unique<Guest>(h, ts, static_cast<DomId>(100 + i), u));
+  }
+  REQUIRE(h.run_until([&] {
+    for (auto& g : guests) if (g->backend_state() != 2) return false;
+    return true;
+  }, std::chrono::seconds(120)));
+  for (auto& g : guests) g->front().probe();
+  // Each guest runs its boot sequence as its own chain of commands.
+  struct Run {
+    std::size_t step = 0;
+    std::size_t failures = 0;
+    bool done = false;
+  };
+  std::vector<Run> runs(n);
+  const std::vector<std::vector<std::uint8_t>> script = {
+      cmd::tpm12_startup_clear(), cmd::tpm12_extend(0, 1), cmd::tpm12_extend(4, 2), cmd::tpm12_extend(5, 3),
+      cmd::tpm12_get_random(32),  cmd::tpm12_pcr_read(0),  cmd::tpm12_pcr_read(4), cmd::tpm12_get_random(16)};
+  std::function<void(std::size_t)> next = [&](std::size_t i) {
+    if (runs[i].step == script.size()) {
+      runs[i].done = true;
+      return;
+    }
+    guests[i]->front().transmit(script[runs[i].step], [&, i](std::optional<FrontError> e, std::vector<std::uint8_t> r) {
+      const std::uint32_t rc = r.size() >= 10 ? tpm::read_u32(r, 6) : 0xFFFFFFFF;
+      const bool startup = runs[i].step == 0;
+      if (e || !(rc == 0 || (startup && rc == tpm::kTpm12InvalidPostinit))) ++runs[i].failures;
+      ++runs[i].step;
+      next(i);
+    });
+  };
+  std::vector<bool> started(n, false);
+  REQUIRE(h.run_until([&] {
+    bool all = true;
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& f = guests[i]->front();
+      if (!started[i] && f.connected() && f.timeouts_known() && !f.busy()) {
+        started[i] = true;
+        next(i);
+      }
+      all = all && runs[i].done;
+    }
+    return all;
+  }, std::chrono::seconds(240)));
+  std::size_t failures = 0;
+  for (auto& r : runs) failures += r.failures;
+  CHECK(failures == 0);
+  CHECK(h.backend().connected() == n);
+  CHECK(h.service().registry().size() == n);
+  MESSAGE(n << " guests connected and booted");
+}
+
+}  // namespace vtpm::xen::sim
