@@ -244,6 +244,23 @@ seed("fuzz_file_root", "short_key", u8(0) + u8(31) + ROOT_KEY[:31] + u64(0) + u8
 seed("fuzz_file_root", "shared_key", u8(1) + u8(32) + ROOT_KEY + u64(0) + u8(0))
 seed("fuzz_file_root", "created", u8(4) + u8(0) + u64(1) + u8(8) + u64(1) + bytes(60))
 
+# fuzz_tpmif: u8 mode; even: the shared page (u32 length in host order = little-endian here,
+# u8 state, u8 locality, u8 pad, u8 nr_extra_pages, grant refs, packet); odd: u32 max + value.
+def page(packet, state=1, locality=0, extra=b"", length=None):
+    n = len(packet) if length is None else length
+    return u8(0) + struct.pack("<I", n) + u8(state) + u8(locality) + u8(0) + u8(len(extra) // 4) + extra + packet
+
+
+TPM12_GETRANDOM = u16(0x00C1) + u32(14) + u32(0x46) + u32(16)
+seed("fuzz_tpmif", "submit_getrandom", page(TPM12_GETRANDOM))
+seed("fuzz_tpmif", "locality3", page(TPM12_GETRANDOM, locality=3))
+seed("fuzz_tpmif", "extra_pages", page(TPM12_GETRANDOM, extra=u32(8) + u32(9)))
+seed("fuzz_tpmif", "length_past_page", page(TPM12_GETRANDOM, length=5000))
+seed("fuzz_tpmif", "length_short", page(TPM12_GETRANDOM[:9]))
+seed("fuzz_tpmif", "value_ring_ref", u8(1) + u32(0xFFFFFFFE) + b"8")
+seed("fuzz_tpmif", "value_state", u8(1) + u32(6) + b"4")
+seed("fuzz_tpmif", "value_garbage", u8(1) + u32(0xFFFF) + b"12abc\n")
+
 if os.path.isdir(CORPUS):
     shutil.rmtree(CORPUS)
 for target, files in sorted(seeds.items()):

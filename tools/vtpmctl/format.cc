@@ -101,14 +101,20 @@ std::string format_instance_table(const Json& list_result) {
                {"ENGINE"},
                {"COMMANDS", Align::kRight},
                {"ERRORS", Align::kRight},
-               {"LAST COMMAND"}});
+               {"LAST COMMAND"},
+               {"XEN"}});
   const Json& instances = member(list_result, "instances");
   if (instances.is_array()) {
     for (const Json& inst : instances) {
       const Json& counters = member(inst, "counters");
+      const Json& xen = member(inst, "xen");
+      // A tpmif binding: dom<domid>/<devid> and the backend's xenbus state.
+      const std::string binding = xen.is_object() ? "dom" + text(xen, "domid") + "/" + text(xen, "devid") + " " +
+                                                        text(xen, "state")
+                                                  : "-";
       table.add_row({text(inst, "uuid"), text(inst, "tpm"), text(inst, "state"), text(inst, "power"),
                      text(inst, "engine"), text(counters, "commands"), text(counters, "errors"),
-                     text(counters, "last_command")});
+                     text(counters, "last_command"), binding});
     }
   }
   return table.render();

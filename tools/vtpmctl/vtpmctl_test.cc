@@ -140,6 +140,11 @@ TEST_CASE("human output") {
   const std::string table = vtpm::ctl::format_instance_table({{"instances", {instance}}});
   CHECK(table.rfind("UUID", 0) == 0);
   CHECK(table.find("engine-thread") != std::string::npos);
+  // A Xen tpmif binding shows in the list and, flattened, in show.
+  Json bound = instance;
+  bound["xen"] = {{"domid", 5}, {"devid", 0}, {"state", "Connected"}, {"connected", true}};
+  CHECK(vtpm::ctl::format_instance_table({{"instances", {bound}}}).find("dom5/0 Connected") != std::string::npos);
+  CHECK(vtpm::ctl::format_instance_details(bound).find("xen.domid: 5\n") != std::string::npos);
   CHECK(*vtpm::ctl::format_human("add", instance) == std::string(kUuidLower) + "\n");
   CHECK(*vtpm::ctl::format_human("exec", {{"response", "8001"}, {"rc", 0}}) == "8001\n");
   CHECK_FALSE(vtpm::ctl::format_human("exec", {{"rc", 0}}));
