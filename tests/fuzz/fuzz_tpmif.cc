@@ -21,7 +21,7 @@ namespace {
 
 void fuzz_page(std::span<const std::uint8_t> data) {
   alignas(4096) std::array<std::uint8_t, tpmif::kPageSize> bytes{};
-  std::memcpy(bytes.data(), data.data(), std::min(data.size(), bytes.size()));
+  if (!data.empty()) std::memcpy(bytes.data(), data.data(), std::min(data.size(), bytes.size()));
   const tpmif::ConstPage page(bytes);
   const tpmif::Taken taken = tpmif::take_request(page);
   FUZZ_CHECK(taken.request.has_value() != taken.bad.has_value());
