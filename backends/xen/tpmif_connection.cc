@@ -19,24 +19,24 @@ std::uint32_t failure_code(TpmVersion version, ErrorCode error) {
 
 }  // namespace
 
-Result<std::shared_ptr<TpmifConnection>> TpmifConnection::open(Platform& platform, Service& service, const Logger& log,
-                                                               const ConnectionParams& params) {
-  auto mapping = platform.grants->map(params.frontend, params.ring_ref);
+Result<std::shared_ptr<TpmifConnection>> TpmifConnection::open(std::shared_ptr<Platform> platform, Service& service,
+                                                               const Logger& log, const ConnectionParams& params) {
+  auto mapping = platform->grants->map(params.frontend, params.ring_ref);
   if (!mapping) return make_error(mapping.error().code, "mapping ring-ref " + std::to_string(params.ring_ref) + ": " +
                                                             mapping.error().message);
-  auto port = platform.events->bind_interdomain(params.frontend, params.remote_port);
+  auto port = platform->events->bind_interdomain(params.frontend, params.remote_port);
   if (!port) return make_error(port.error().code, "binding event-channel " + std::to_string(params.remote_port) + ": " +
                                                       port.error().message);
   return std::shared_ptr<TpmifConnection>(
-      new TpmifConnection(platform, service, log, params, std::move(*mapping), *port));
+      new TpmifConnection(std::move(platform), service, log, params, std::move(*mapping), *port));
 }
 
-TpmifConnection::TpmifConnection(Platform& platform, Service& service, const Logger& log,
+TpmifConnection::TpmifConnection(std::shared_ptr<Platform> platform, Service& service, const Logger& log,
                                  const ConnectionParams& params, std::unique_ptr<GrantMapping> mapping, Port port)
-    : platform_(platform), service_(service), log_(log), params_(params), mapping_(std::move(mapping)), port_(port) {}
+    : platform_(std::move(platform)), service_(service), log_(log), params_(params), mapping_(std::move(mapping)), port_(port) {}
 
 TpmifConnection::~TpmifConnection() {
-  (void)platform_.events->unbind(port_);
+  (void)platform_->events->unbind(port_);
   mapping_.reset();
 }
 
@@ -49,7 +49,7 @@ void TpmifConnection::on_event() {
   if (state == tpmif::PageState::kCancel) {
     if (!busy_) {
       tpmif::store_state(mapping_->page(), tpmif::PageState::kIdle);
-      (void)platform_.events->notify(port_);
+      (void)platform_->events->notify(port_);
     } else if (!cancel_forwarded_) {
       cancel_forwarded_ = true;  // the command still completes with FINISH
       service_.cancel(params_.instance, [](Status) {});
@@ -70,11 +70,8 @@ void TpmifConnection::start_request() {
   busy_ = true;
   cancel_forwarded_ = false;
   const std::size_t offset = taken.request->offset;
-  std::weak_ptr<TpmifConnection> weak = weak_from_this();
   service_.exec(params_.instance, taken.request->command, taken.request->locality,
-                [weak, offset](Result<ExecResult> r) {
-                  auto self = weak.lock();
-                  if (!self) return;  // the frontend went away meanwhile
+                [self = shared_from_this(), offset](Result<ExecResult> r) {
                   self->busy_ = false;
                   if (r) {
                     self->finish(r->response, offset);
@@ -90,7 +87,7 @@ void TpmifConnection::finish(const std::vector<std::uint8_t>& response, std::siz
     answer_error(params_.version == TpmVersion::k20 ? tpm::kTpm2RcFailure : tpm::kTpm12Fail, offset);
     return;
   }
-  (void)platform_.events->notify(port_);
+  (void)platform_->events->notify(port_);
 }
 
 void TpmifConnection::answer_error(std::uint32_t rc, std::size_t offset) {
@@ -98,7 +95,7 @@ void TpmifConnection::answer_error(std::uint32_t rc, std::size_t offset) {
   // 2.0 format still sees a well-formed TPM 1.2 error for a 1.2 instance.
   const std::uint32_t code = (params_.version == TpmVersion::k20 && rc == tpm::kTpm12BadParamSize) ? tpm::kTpm2RcCommandSize : rc;
   (void)tpmif::put_response(mapping_->page(), offset, tpm::error_response(params_.version, code));
-  (void)platform_.events->notify(port_);
+  (void)platform_->events->notify(port_);
 }
 
 }  // namespace vtpm::xen

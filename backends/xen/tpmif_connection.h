@@ -1,9 +1,12 @@
 // One live tpmif v2 connection: the guest's shared page mapped, the
 // interdomain event channel bound, and the request cycle on the page
 // (SUBMIT -> Service::exec -> FINISH; CANCEL answered IDLE when nothing
-// runs, forwarded as a TPM cancel when something does). Closing it (the
-// destructor) unbinds the port and unmaps the page; a response that comes
-// back after that is dropped.
+// runs, forwarded as a TPM cancel when something does). A command in
+// flight keeps its connection (and so the mapping and the port) alive until
+// its answer is on the page: the backend may drop a connection (guest
+// closing, vtpmd shutting down) without the guest losing an answer, and a
+// SUBMIT left on the page never runs twice. The last reference unbinds the
+// port and unmaps the page.
 //
 // Thread affinity: loop thread.
 #pragma once
@@ -27,8 +30,8 @@ struct ConnectionParams {
 class TpmifConnection : public std::enable_shared_from_this<TpmifConnection> {
  public:
   // Maps the page and binds the port; fails without side effects.
-  static Result<std::shared_ptr<TpmifConnection>> open(Platform& platform, Service& service, const Logger& log,
-                                                       const ConnectionParams& params);
+  static Result<std::shared_ptr<TpmifConnection>> open(std::shared_ptr<Platform> platform, Service& service,
+                                                       const Logger& log, const ConnectionParams& params);
   ~TpmifConnection();
   TpmifConnection(const TpmifConnection&) = delete;
   TpmifConnection& operator=(const TpmifConnection&) = delete;
@@ -41,13 +44,13 @@ class TpmifConnection : public std::enable_shared_from_this<TpmifConnection> {
   std::uint64_t refused() const { return refused_; }
 
  private:
-  TpmifConnection(Platform& platform, Service& service, const Logger& log, const ConnectionParams& params,
-                  std::unique_ptr<GrantMapping> mapping, Port port);
+  TpmifConnection(std::shared_ptr<Platform> platform, Service& service, const Logger& log,
+                  const ConnectionParams& params, std::unique_ptr<GrantMapping> mapping, Port port);
   void start_request();
   void finish(const std::vector<std::uint8_t>& response, std::size_t offset);
   void answer_error(std::uint32_t rc, std::size_t offset);
 
-  Platform& platform_;
+  std::shared_ptr<Platform> platform_;
   Service& service_;
   const Logger& log_;
   ConnectionParams params_;

@@ -28,13 +28,13 @@ struct XenBackend::Device {
 };
 
 XenBackend::XenBackend(uv_loop_t* loop, const Logger& log, Service& service, Platform platform, XenOptions options)
-    : loop_(loop), log_(log), service_(service), platform_(std::move(platform)), options_(options),
-      base_("/local/domain/" + std::to_string(platform_.self) + "/backend/vtpm") {}
+    : loop_(loop), log_(log), service_(service), platform_(std::make_shared<Platform>(std::move(platform))), options_(options),
+      base_("/local/domain/" + std::to_string(platform_->self) + "/backend/vtpm") {}
 
 XenBackend::~XenBackend() { close_all(); }
 
 Status XenBackend::start() {
-  for (auto [poll, fd, which] : {std::tuple{&store_poll_, platform_.store->fd(), 0}, std::tuple{&events_poll_, platform_.events->fd(), 1}}) {
+  for (auto [poll, fd, which] : {std::tuple{&store_poll_, platform_->store->fd(), 0}, std::tuple{&events_poll_, platform_->events->fd(), 1}}) {
     if (int rc = uv_poll_init(loop_, poll->get(), fd); rc != 0) {
       return make_error(ErrorCode::kIo, std::string("xen: polling the platform fd: ") + uv_strerror(rc));
     }
@@ -46,7 +46,7 @@ Status XenBackend::start() {
   }
   // The watch fires once at once: that first event scans devices that
   // existed before vtpmd started.
-  if (Status s = platform_.store->watch(base_, kBackendToken); !s) return s;
+  if (Status s = platform_->store->watch(base_, kBackendToken); !s) return s;
   log_.info("xen: serving tpmif v2 devices under " + base_ + (options_.auto_create ? " (auto-create on)" : ""));
   return Status::success();
 }
@@ -76,7 +76,7 @@ std::optional<XenBinding> XenBackend::binding_of(const Uuid& id) const {
 std::string XenBackend::dir_of(const Device& device) const { return base_ + "/" + device.key; }
 
 void XenBackend::on_store_events() {
-  for (const WatchEvent& ev : platform_.store->take_events()) {
+  for (const WatchEvent& ev : platform_->store->take_events()) {
     if (ev.token == kBackendToken) {
       if (ev.path == base_) {
         scan();
@@ -101,7 +101,7 @@ void XenBackend::on_store_events() {
 
 void XenBackend::on_port_events() {
   for (;;) {
-    auto port = platform_.events->pending();
+    auto port = platform_->events->pending();
     if (!port) {
       log_.error("xen: reading event channels: " + port.error().message);
       return;
@@ -112,15 +112,15 @@ void XenBackend::on_port_events() {
       auto d = devices_.find(it->second);
       if (d != devices_.end() && d->second->connection) d->second->connection->on_event();
     }
-    (void)platform_.events->unmask(**port);
+    (void)platform_->events->unmask(**port);
   }
 }
 
 void XenBackend::scan() {
   std::map<std::string, bool> present;
-  if (auto domains = platform_.store->directory(base_)) {
+  if (auto domains = platform_->store->directory(base_)) {
     for (const auto& dom : *domains) {
-      auto devs = platform_.store->directory(base_ + "/" + dom);
+      auto devs = platform_->store->directory(base_ + "/" + dom);
       if (!devs) continue;
       for (const auto& dev : *devs) present[dom + "/" + dev] = true;
     }
@@ -135,7 +135,7 @@ void XenBackend::scan() {
 
 void XenBackend::refresh(const std::string& key) {
   auto it = devices_.find(key);
-  const bool exists = platform_.store->read(base_ + "/" + key).ok();
+  const bool exists = platform_->store->read(base_ + "/" + key).ok();
   if (!exists) {
     if (it != devices_.end()) forget(key);
     return;
@@ -147,7 +147,7 @@ void XenBackend::refresh(const std::string& key) {
   const auto slash = key.find('/');
   const auto domid = tpmif::parse_uint(key.substr(0, slash), 0x7FEF);  // DOMID_FIRST_RESERVED - 1
   const auto devid = tpmif::parse_uint(key.substr(slash + 1), 0xFFFFFFFEu);
-  if (!domid || !devid || *domid == platform_.self) {
+  if (!domid || !devid || *domid == platform_->self) {
     log_.warn("xen: ignoring malformed device directory " + base_ + "/" + key);
     return;
   }
@@ -161,7 +161,7 @@ void XenBackend::discover(const std::string& key, DomId domid, std::uint32_t dev
   device->devid = devid;
   devices_[key] = device;
   const std::string dir = dir_of(*device);
-  const auto state = platform_.store->read(dir + "/state");
+  const auto state = platform_->store->read(dir + "/state");
   const auto parsed = state ? tpmif::parse_xenbus_state(*state) : std::nullopt;
   // libxl creates the device in Initialising; anything later means we (an
   // earlier vtpmd) had it already.
@@ -172,17 +172,17 @@ void XenBackend::discover(const std::string& key, DomId domid, std::uint32_t dev
 
 void XenBackend::resolve(Device& device) {
   const std::string dir = dir_of(device);
-  auto online = platform_.store->read(dir + "/online");
+  auto online = platform_->store->read(dir + "/online");
   if (online && *online == "0") {
     device.phase = Device::Phase::kClosed;
     return;
   }
-  auto uuid_text = platform_.store->read(dir + "/uuid");
+  auto uuid_text = platform_->store->read(dir + "/uuid");
   if (!uuid_text) return refuse(device, "no uuid key in " + dir + " (it is mandatory)");
   auto id = Uuid::parse(*uuid_text);
   if (!id) return refuse(device, "uuid key in " + dir + " is not a UUID");
-  auto frontend = platform_.store->read(dir + "/frontend");
-  auto frontend_id = platform_.store->read(dir + "/frontend-id");
+  auto frontend = platform_->store->read(dir + "/frontend");
+  auto frontend_id = platform_->store->read(dir + "/frontend-id");
   const auto fid = frontend_id ? tpmif::parse_uint(*frontend_id, 0xFFFF) : std::nullopt;
   if (!frontend || frontend->empty() || frontend->front() != '/' || !fid || *fid != device.domid) {
     return refuse(device, "frontend/frontend-id keys in " + dir + " are missing or do not name domain " +
@@ -252,13 +252,13 @@ void XenBackend::accept(Device& device, const Instance& instance, bool reset) {
   }
   device.phase = Device::Phase::kReady;
   const std::string dir = dir_of(device);
-  (void)platform_.store->remove(dir + "/error");
-  if (Status s = platform_.store->write(dir + "/feature-protocol-v2", "1"); !s) {
+  (void)platform_->store->remove(dir + "/error");
+  if (Status s = platform_->store->write(dir + "/feature-protocol-v2", "1"); !s) {
     log_.error(instance.uuid, "xen: writing " + dir + "/feature-protocol-v2: " + s.error().message);
   }
   log_.info(instance.uuid, "xen: domain " + std::to_string(device.domid) + " device " + std::to_string(device.devid) +
                                " bound (frontend " + device.frontend + ")");
-  if (Status s = platform_.store->watch(device.frontend + "/state", kFrontendTokenPrefix + device.key); !s) {
+  if (Status s = platform_->store->watch(device.frontend + "/state", kFrontendTokenPrefix + device.key); !s) {
     log_.error(instance.uuid, "xen: watching " + device.frontend + "/state: " + s.error().message);
   }
   // The watch fires at once; the frontend may already be Initialised or
@@ -273,12 +273,12 @@ void XenBackend::refuse(Device& device, const std::string& why) {
   const std::string dir = dir_of(device);
   log_.error("xen: refusing domain " + std::to_string(device.domid) + " device " + std::to_string(device.devid) + ": " + why);
   // xenbus_dev_error's place: the toolstack and the guest admin look here.
-  (void)platform_.store->write(dir + "/error", why);
+  (void)platform_->store->write(dir + "/error", why);
 }
 
 void XenBackend::on_frontend_changed(Device& device) {
   if (device.phase != Device::Phase::kReady) return;
-  auto text = platform_.store->read(device.frontend + "/state");
+  auto text = platform_->store->read(device.frontend + "/state");
   const auto fe = text ? tpmif::parse_xenbus_state(*text) : std::optional<XenbusState>();
   if (text && !fe) {
     // Not a state: the guest's own device is stuck until it writes one.
@@ -322,8 +322,8 @@ void XenBackend::on_frontend_changed(Device& device) {
 
 void XenBackend::on_backend_changed(Device& device) {
   const std::string dir = dir_of(device);
-  auto online = platform_.store->read(dir + "/online");
-  auto state = platform_.store->read(dir + "/state");
+  auto online = platform_->store->read(dir + "/online");
+  auto state = platform_->store->read(dir + "/state");
   const auto parsed = state ? tpmif::parse_xenbus_state(*state) : std::nullopt;
   const bool toolstack_closing = (online && *online == "0") ||
                                  (parsed && *parsed == XenbusState::kClosing && device.state != XenbusState::kClosing);
@@ -339,11 +339,11 @@ void XenBackend::connect(Device& device) {
   const auto fail = [&](const std::string& why) {
     log_.warn(*device.instance, "xen: domain " + std::to_string(device.domid) + " device " +
                                     std::to_string(device.devid) + " cannot connect: " + why);
-    (void)platform_.store->write(dir_of(device) + "/error", why);
+    (void)platform_->store->write(dir_of(device) + "/error", why);
   };
-  auto ring = platform_.store->read(device.frontend + "/ring-ref");
-  auto port = platform_.store->read(device.frontend + "/event-channel");
-  auto v2 = platform_.store->read(device.frontend + "/feature-protocol-v2");
+  auto ring = platform_->store->read(device.frontend + "/ring-ref");
+  auto port = platform_->store->read(device.frontend + "/event-channel");
+  auto v2 = platform_->store->read(device.frontend + "/feature-protocol-v2");
   if (!v2 || *v2 != "1") return fail("frontend does not offer feature-protocol-v2");
   if (!ring || !port) return fail("frontend ring-ref/event-channel missing");
   const auto ref = tpmif::parse_uint(*ring, 0xFFFFFFFEu);
@@ -354,7 +354,7 @@ void XenBackend::connect(Device& device) {
   if (!connection) return fail(connection.error().message);
   device.connection = *connection;
   ports_[device.connection->port()] = device.key;
-  (void)platform_.store->remove(dir_of(device) + "/error");
+  (void)platform_->store->remove(dir_of(device) + "/error");
   switch_state(device, XenbusState::kConnected);
   log_.info(*device.instance, "xen: domain " + std::to_string(device.domid) + " device " + std::to_string(device.devid) +
                                   " connected (ring-ref " + std::to_string(*ref) + ", event-channel " +
@@ -373,7 +373,7 @@ void XenBackend::disconnect(Device& device) {
 
 void XenBackend::switch_state(Device& device, XenbusState state) {
   device.state = state;
-  if (Status s = platform_.store->write(dir_of(device) + "/state", state_text(state)); !s) {
+  if (Status s = platform_->store->write(dir_of(device) + "/state", state_text(state)); !s) {
     log_.error("xen: writing " + dir_of(device) + "/state: " + s.error().message);
   }
 }
@@ -382,7 +382,7 @@ void XenBackend::release(Device& device) {
   if (device.instance) {
     auto b = bound_.find(*device.instance);
     if (b != bound_.end() && b->second == device.key) bound_.erase(b);
-    (void)platform_.store->unwatch(device.frontend + "/state", kFrontendTokenPrefix + device.key);
+    (void)platform_->store->unwatch(device.frontend + "/state", kFrontendTokenPrefix + device.key);
   }
   device.phase = Device::Phase::kClosed;
 }

@@ -90,7 +90,7 @@ class XenBackend {
   uv_loop_t* loop_;
   const Logger& log_;
   Service& service_;
-  Platform platform_;
+  std::shared_ptr<Platform> platform_;  // shared with connections that still finish a command
   XenOptions options_;
   std::string base_;
   std::map<std::string, std::shared_ptr<Device>> devices_;  // "<domid>/<devid>"

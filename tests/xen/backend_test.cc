@@ -217,6 +217,15 @@ TEST_CASE("xen: vtpmd restarts under connected guests; they keep their TPM") {
   }
   std::vector<std::vector<std::uint8_t>> before;
   for (auto& g : guests) before.push_back(pcr_value(g->transmit(cmd::tpm12_pcr_read(8))));
+  // Guest 0 has an extend on its page, in flight, when vtpmd stops; guest 1
+  // one that vtpmd is already running.
+  std::optional<Reply> in_flight[2];
+  for (int i = 0; i < 2; ++i) {
+    guests[i]->front().transmit(cmd::tpm12_extend(9, 0x99), [&in_flight, i](std::optional<FrontError> e, std::vector<std::uint8_t> r) {
+      in_flight[i] = Reply{e, std::move(r)};
+    });
+  }
+  h.run_until([&] { return h.service().outstanding(ids[1]) > 0 || in_flight[1].has_value(); }, 5s);
   h.restart();
   // The new vtpmd finds the devices Connected and maps them again without
   // the guests doing anything.
@@ -226,6 +235,17 @@ TEST_CASE("xen: vtpmd restarts under connected guests; they keep their TPM") {
     const Reply r = guests[i]->transmit(cmd::tpm12_pcr_read(8));
     CHECK(!r.error);
     CHECK(pcr_value(r) == before[i]);
+  }
+  // Each in-flight extend ran exactly once: PCR 9 is one extend away from zero.
+  REQUIRE(h.run_until([&] { return in_flight[0].has_value() && in_flight[1].has_value(); }, 30s));
+  const Uuid reference = h.add_instance(TpmVersion::k12);
+  REQUIRE(tpm::read_u32(h.exec(reference, cmd::tpm12_extend(9, 0x99)), 6) == 0);
+  const auto once = cmd::tail(h.exec(reference, cmd::tpm12_pcr_read(9)), 20);
+  for (int i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    CHECK(!in_flight[i]->error);
+    CHECK(in_flight[i]->rc() == 0);
+    CHECK(pcr_value(guests[i]->transmit(cmd::tpm12_pcr_read(9))) == once);
   }
 }
 
