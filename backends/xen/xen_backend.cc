@@ -21,7 +21,8 @@ struct XenBackend::Device {
   std::string frontend;  // the frontend's directory, from the backend dir
   std::optional<Uuid> instance;
   TpmVersion version = TpmVersion::k12;
-  enum class Phase { kResolving, kReady, kRefused, kClosed } phase = Phase::kResolving;
+  // kPreparing: InitWait announced, the instance is being created or reset.
+  enum class Phase { kResolving, kPreparing, kReady, kRefused, kClosed } phase = Phase::kResolving;
   XenbusState state = XenbusState::kInitialising;  // what we last wrote
   std::shared_ptr<TpmifConnection> connection;
   bool fresh = false;  // found in Initialising: a new guest, its TPM is reset before use
@@ -210,17 +211,16 @@ void XenBackend::resolve(Device& device) {
   add.version = TpmVersion::k12;
   add.auto_startup = true;  // xen-tpmfront never sends TPM_Startup
   add.max_command_size = tpmif::kMaxPacket;
+  device.version = TpmVersion::k12;
+  announce(device);
   std::weak_ptr<Device> weak = devices_[device.key];
   service_.add(add, [this, weak](Result<const Instance*> made) {
     auto d = weak.lock();
-    if (!d) return;
-    if (!made) {
-      if (d->instance) bound_.erase(*d->instance);
-      return refuse(*d, "creating instance: " + made.error().message);
-    }
+    if (!d || d->phase != Device::Phase::kPreparing) return;
+    if (!made) return fail_prepared(*d, "creating instance: " + made.error().message);
     log_.info((*made)->uuid, "xen: created TPM 1.2 instance for domain " + std::to_string(d->domid) + " device " +
                                  std::to_string(d->devid));
-    accept(*d, **made, false);
+    ready(*d);
   });
 }
 
@@ -235,37 +235,54 @@ void XenBackend::accept(Device& device, const Instance& instance, bool reset) {
     return refuse(device, "instance " + instance.uuid.to_string() + " is unusable: " + instance.failure);
   }
   device.version = instance.version;
-  if (reset) {
-    // A new guest: its TPM starts from power-on (PCRs clear), as a machine's would.
-    std::weak_ptr<Device> weak = devices_[device.key];
-    service_.power(instance.uuid, PowerAction::kReset, [this, weak](Result<const Instance*> r) {
-      auto d = weak.lock();
-      if (!d) return;
-      if (!r) {
-        if (d->instance) bound_.erase(*d->instance);
-        return refuse(*d, "resetting instance: " + r.error().message);
-      }
-      d->fresh = false;
-      accept(*d, **r, false);
-    });
-    return;
-  }
-  device.phase = Device::Phase::kReady;
+  announce(device);
+  if (!reset) return ready(device);
+  // A new guest: its TPM starts from power-on (PCRs clear), as a machine's would.
+  std::weak_ptr<Device> weak = devices_[device.key];
+  service_.power(instance.uuid, PowerAction::kReset, [this, weak](Result<const Instance*> r) {
+    auto d = weak.lock();
+    if (!d || d->phase != Device::Phase::kPreparing) return;
+    if (!r) return fail_prepared(*d, "resetting instance: " + r.error().message);
+    d->fresh = false;
+    ready(*d);
+  });
+}
+
+void XenBackend::announce(Device& device) {
+  // InitWait at once, before a slow creation or reset: libxl gives the
+  // backend 10 s, and with many guests starting together the instance work
+  // queues up. The frontend is connected once the instance is ready.
+  device.phase = Device::Phase::kPreparing;
   const std::string dir = dir_of(device);
   (void)platform_->store->remove(dir + "/error");
   if (Status s = platform_->store->write(dir + "/feature-protocol-v2", "1"); !s) {
-    log_.error(instance.uuid, "xen: writing " + dir + "/feature-protocol-v2: " + s.error().message);
+    log_.error("xen: writing " + dir + "/feature-protocol-v2: " + s.error().message);
   }
-  log_.info(instance.uuid, "xen: domain " + std::to_string(device.domid) + " device " + std::to_string(device.devid) +
-                               " bound (frontend " + device.frontend + ")");
   if (Status s = platform_->store->watch(device.frontend + "/state", kFrontendTokenPrefix + device.key); !s) {
-    log_.error(instance.uuid, "xen: watching " + device.frontend + "/state: " + s.error().message);
+    log_.error("xen: watching " + device.frontend + "/state: " + s.error().message);
   }
-  // The watch fires at once; the frontend may already be Initialised or
-  // Connected (vtpmd restarted under a running guest).
+  // A device already InitWait or Connected (vtpmd restarted under a running
+  // guest) keeps its state: the frontend must not see it flap.
   if (device.state < XenbusState::kInitWait || device.state > XenbusState::kConnected) {
     switch_state(device, XenbusState::kInitWait);
   }
+}
+
+void XenBackend::ready(Device& device) {
+  device.phase = Device::Phase::kReady;
+  log_.info(*device.instance, "xen: domain " + std::to_string(device.domid) + " device " +
+                                  std::to_string(device.devid) + " bound (frontend " + device.frontend + ")");
+  // The frontend may be Initialised or Connected already.
+  on_frontend_changed(device);
+}
+
+void XenBackend::fail_prepared(Device& device, const std::string& why) {
+  if (device.instance) {
+    auto b = bound_.find(*device.instance);
+    if (b != bound_.end() && b->second == device.key) bound_.erase(b);
+  }
+  refuse(device, why);
+  switch_state(device, XenbusState::kClosing);  // as xenbus_dev_fatal does
 }
 
 void XenBackend::refuse(Device& device, const std::string& why) {
@@ -379,12 +396,20 @@ void XenBackend::switch_state(Device& device, XenbusState state) {
 }
 
 void XenBackend::release(Device& device) {
-  if (device.instance) {
-    auto b = bound_.find(*device.instance);
-    if (b != bound_.end() && b->second == device.key) bound_.erase(b);
-    (void)platform_->store->unwatch(device.frontend + "/state", kFrontendTokenPrefix + device.key);
-  }
   device.phase = Device::Phase::kClosed;
+  if (!device.instance) return;
+  (void)platform_->store->unwatch(device.frontend + "/state", kFrontendTokenPrefix + device.key);
+  auto b = bound_.find(*device.instance);
+  if (b == bound_.end() || b->second != device.key) return;
+  bound_.erase(b);
+  // A device refused because this one held the instance gets it now.
+  for (auto& [key, other] : devices_) {
+    if (other.get() != &device && other->phase == Device::Phase::kRefused && other->instance == device.instance) {
+      other->phase = Device::Phase::kResolving;
+      resolve(*other);
+      break;
+    }
+  }
 }
 
 void XenBackend::forget(const std::string& key) {

@@ -5,9 +5,9 @@
 // (tpmif_connection.h) through Service.
 //
 // Handshake per device (/local/domain/<self>/backend/vtpm/<domid>/<devid>):
-//   new dir: read the mandatory `uuid`, pick (or, if allowed, create) the
-//     instance, write feature-protocol-v2=1 and InitWait, watch the
-//     frontend's state;
+//   new dir: read the mandatory `uuid`, pick the instance (or, if allowed,
+//     start creating it), write feature-protocol-v2=1 and InitWait at once,
+//     watch the frontend's state; connect once the instance is ready;
 //   frontend Initialised/Connected: map ring-ref, bind event-channel,
 //     Connected; the bind counts as a notification;
 //   frontend Closing -> Closing; frontend Closed -> back to InitWait (the
@@ -77,6 +77,9 @@ class XenBackend {
   void discover(const std::string& key, DomId domid, std::uint32_t devid);
   void resolve(Device& device);
   void accept(Device& device, const Instance& instance, bool reset);
+  void announce(Device& device);
+  void ready(Device& device);
+  void fail_prepared(Device& device, const std::string& why);
   void refuse(Device& device, const std::string& why);
   void on_frontend_changed(Device& device);
   void on_backend_changed(Device& device);

@@ -117,6 +117,13 @@ TEST_CASE("xen: identity policy: unknown UUIDs, auto-create as TPM 1.2, TPM 2.0 
     CHECK(ts.backend_key(6, 0, "error").find("already bound to domain 5") != std::string::npos);
     CHECK(a.transmit(cmd::tpm12_get_random(8)).rc() == 0);
     CHECK(h.backend().binding_of(id)->domid == 5);
+    // Once the first device is gone the waiting one gets the instance.
+    ts.request_remove(5, 0);
+    REQUIRE(a.wait_backend(6));
+    REQUIRE(b.wait_backend(2));
+    REQUIRE(b.boot());
+    CHECK(h.backend().binding_of(id)->domid == 6);
+    CHECK(b.transmit(cmd::tpm12_get_random(8)).rc() == 0);
   }
 }
 
