@@ -115,9 +115,15 @@ void TpmFront::probe() {
   switch_state(XenbusState::kInitialised);
   probed_ = true;
   // tpm_get_timeouts straight away: the backend has not mapped the page yet.
+  // Its failure is not fatal to the probe (Linux ignores tpm_get_timeouts'
+  // result here and keeps the defaults).
   transmit(get_capability_prop(kPropTisTimeout), [this](std::optional<FrontError> e, std::vector<std::uint8_t>) {
-    if (e) return;
-    transmit(get_capability_prop(kPropTisDuration), [](std::optional<FrontError>, std::vector<std::uint8_t>) {});
+    if (e) {
+      probe_done_ = true;
+      return;
+    }
+    transmit(get_capability_prop(kPropTisDuration),
+             [this](std::optional<FrontError>, std::vector<std::uint8_t>) { probe_done_ = true; });
   });
 }
 

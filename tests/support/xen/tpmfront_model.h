@@ -62,6 +62,8 @@ class TpmFront {
   const std::array<std::uint32_t, 3>& durations_us() const { return durations_us_; }
   const std::array<std::uint32_t, 4>& timeouts_us() const { return timeouts_us_; }
   bool timeouts_known() const { return timeouts_known_; }
+  // The probe's timeouts/durations queries are over (answered or not).
+  bool probe_done() const { return probe_done_; }
   std::string fatal_error() const { return fatal_; }
   const std::string& dir() const { return dir_; }
   GrantRef ring_ref() const { return ring_ref_; }
@@ -109,6 +111,7 @@ class TpmFront {
   std::array<std::uint32_t, 3> durations_us_{};
   std::array<std::uint32_t, 4> timeouts_us_{};
   bool timeouts_known_ = false;
+  bool probe_done_ = false;
   std::uint64_t irqs_ = 0;
 };
 
