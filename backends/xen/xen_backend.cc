@@ -412,6 +412,16 @@ void XenBackend::release(Device& device) {
   }
 }
 
+void XenBackend::instance_removed(const Uuid& id) {
+  auto b = bound_.find(id);
+  if (b == bound_.end()) return;
+  auto it = devices_.find(b->second);
+  if (it == devices_.end()) return;
+  Device& device = *it->second;
+  disconnect(device);
+  fail_prepared(device, "vTPM instance " + id.to_string() + " was removed by the host's operator");
+}
+
 void XenBackend::forget(const std::string& key) {
   auto it = devices_.find(key);
   if (it == devices_.end()) return;

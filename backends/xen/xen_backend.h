@@ -64,6 +64,9 @@ class XenBackend {
   void close_all();
 
   std::optional<XenBinding> binding_of(const Uuid& id) const;
+  // The operator removed the instance (with force): its device is closed
+  // with an error node naming why, as for a failed device.
+  void instance_removed(const Uuid& id);
   std::size_t devices() const { return devices_.size(); }
   std::size_t connected() const;
   const std::string& base() const { return base_; }

@@ -270,10 +270,18 @@ void Handlers::remove(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   auto force = bool_param(params, "force");
   if (!force) return reply(force.error());
+  if (facts_.xen_binding && !force->value_or(false)) {
+    if (const Json xen = facts_.xen_binding(*id); !xen.is_null()) {
+      return reply(make_error(ErrorCode::kBusy, "instance " + id->to_string() + " is bound to Xen domain " +
+                                                    xen["domid"].dump() + " device " + xen["devid"].dump() +
+                                                    "; detach it first (xl vtpm-detach) or use force"));
+    }
+  }
   service_.remove(*id, force->value_or(false), [this, reply = std::move(reply), id = *id](Status s) {
     if (!s) return reply(s.error());
     // Only once the instance is gone: a refused remove (busy) keeps it whole.
     if (swtpm_.spec_of(id) != nullptr) (void)swtpm_.detach(id);
+    if (facts_.xen_instance_removed) facts_.xen_instance_removed(id);
     reply(Json{{"uuid", id.to_string()}});
   });
 }

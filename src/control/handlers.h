@@ -26,6 +26,7 @@ struct DaemonFacts {
   // The instance's Xen tpmif binding ({domid, devid, state, connected}),
   // null when it has none or the Xen backend is off.
   std::function<Json(const Uuid&)> xen_binding;
+  std::function<void(const Uuid&)> xen_instance_removed;
 };
 
 class Handlers {

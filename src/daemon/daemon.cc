@@ -152,6 +152,9 @@ Status Daemon::start() {
   };
   facts.seccomp = [this] { return seccomp_in_force_; };
   facts.core_dumps = config_.allow_core_dumps;
+  facts.xen_instance_removed = [this](const Uuid& id) {
+    if (xen_) xen_->instance_removed(id);
+  };
   facts.xen_binding = [this](const Uuid& id) -> control::Json {
     auto b = xen_ ? xen_->binding_of(id) : std::nullopt;
     if (!b) return nullptr;

@@ -184,6 +184,27 @@ TEST_CASE("xen: device removal and a frontend that vanishes") {
   CHECK(!h.backend().binding_of(b_id).has_value());
 }
 
+TEST_CASE("xen: an instance removed under its guest closes the device with an error, others unaffected") {
+  TempDir dir;
+  Harness h(dir.path(), {});
+  Toolstack ts(h.hv());
+  const Uuid a_id = h.add_instance(TpmVersion::k12);
+  const Uuid b_id = h.add_instance(TpmVersion::k12);
+  Guest a(h, ts, 5, a_id.to_string());
+  Guest b(h, ts, 6, b_id.to_string());
+  REQUIRE(a.boot());
+  REQUIRE(b.boot());
+  bool removed = false;
+  h.service().remove(a_id, true, [&](Status s) { removed = s.ok(); });
+  REQUIRE(h.run_until([&] { return removed; }, 10s));
+  h.backend().instance_removed(a_id);
+  REQUIRE(a.wait_backend(5));  // Closing, as after xenbus_dev_fatal
+  CHECK(ts.backend_key(5, 0, "error").find("was removed") != std::string::npos);
+  CHECK(!h.backend().binding_of(a_id).has_value());
+  CHECK(h.hv().live_mappings() == 1);
+  CHECK(b.transmit(cmd::tpm12_get_random(8)).rc() == 0);
+}
+
 TEST_CASE("xen: cancel when idle, and a guest that gives up on a running command") {
   TempDir dir;
   Harness h(dir.path(), {});
