@@ -1,10 +1,15 @@
 #include "state/esys_session.h"
 
+#include <openssl/crypto.h>
+
 #include <tss2/tss2_rc.h>
 
 #include <cstdio>
 
 namespace vtpm::state {
+
+OpensslThreadState::~OpensslThreadState() { OPENSSL_thread_stop(); }
+
 namespace {
 
 // The TPM's own format-one/format-zero code without the layer and

@@ -28,6 +28,18 @@ struct EsysFree {
 template <typename T>
 using EsysPtr = std::unique_ptr<T, EsysFree>;
 
+// ESAPI uses OpenSSL, which keeps a DRBG and error state per thread and
+// frees them only when the thread exits. The TPM root runs on libuv's pool
+// threads, which live as long as the daemon: this releases that state when
+// a TPM operation ends, so nothing outlives it unowned.
+class OpensslThreadState {
+ public:
+  OpensslThreadState() = default;
+  ~OpensslThreadState();
+  OpensslThreadState(const OpensslThreadState&) = delete;
+  OpensslThreadState& operator=(const OpensslThreadState&) = delete;
+};
+
 class EsysContext {
  public:
   EsysContext() = default;

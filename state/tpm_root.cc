@@ -184,6 +184,7 @@ void TpmRootOfTrust::set_policy_description(std::string text) {
 template <typename T>
 Result<T> TpmRootOfTrust::with_tpm(const std::string& what, const std::function<Result<T>()>& op) {
   const std::lock_guard lock(mutex_);
+  const OpensslThreadState openssl;
   auto backoff = options_.first_backoff;
   for (int attempt = 0;; ++attempt) {
     Result<T> result = [&]() -> Result<T> {
@@ -672,6 +673,7 @@ Result<std::uint64_t> TpmRootOfTrust::increment_counter() {
   // Not retried here: a lost answer leaves the caller uncertain whether it
   // happened, and the state store resolves that by reading first.
   const std::lock_guard lock(mutex_);
+  const OpensslThreadState openssl;
   auto attempt = [&]() -> Result<std::uint64_t> {
     if (!esys_) {
       if (Status s = connect(); !s) return s.error();
