@@ -156,6 +156,13 @@ class Vtpmd(nvb.Vtpmd):
         return smaps(self.proc.pid)
 
 
+def make_vtpmd(args, children, workdir, count):
+    server = Vtpmd(children, args.build_dir, workdir, count)
+    if args.vtpmd:
+        server.binary = os.path.abspath(args.vtpmd)
+    return server
+
+
 def loadgen(binary, sockets_file, spec, clients, seconds, client_cpu):
     argv = ["taskset", "-c", str(client_cpu), binary, "--sockets", sockets_file,
             "--clients", str(clients), "--seconds", str(seconds)] + spec
@@ -209,7 +216,7 @@ def measure_starts(args, children, parent):
         workdir = os.path.join(parent, "start-vtpmd")
         os.makedirs(workdir)
         with pinned(args.server_cpu):
-            server = Vtpmd(children, args.build_dir, workdir, 0)
+            server = make_vtpmd(args, children, workdir, 0)
             server.start()
         client = nvb.ControlClient(server.control)
         times = []
@@ -253,7 +260,7 @@ def start_server(name, args, children, workdir, n):
     t0 = time.monotonic()
     with pinned(args.server_cpu):
         if name == "vtpmd":
-            server = Vtpmd(children, args.build_dir, workdir, n)
+            server = make_vtpmd(args, children, workdir, n)
         else:
             server = nvb.Swtpm(children, workdir, n)
         paths = server.start()
@@ -278,26 +285,61 @@ def idle_memory(name, server):
 
 
 def measure_loads(args, children, parent, specs):
-    runs, memory = [], {}
+    """Both servers hold N instances at once (idle one costs no CPU); every
+    cell runs vtpmd, swtpm, vtpmd, swtpm ... (--repeat times each) so that
+    both see the same background load; the median run of each is reported."""
+    runs, raw, memory = [], [], {}
     for n in args.counts:
-        for name in args.servers:
-            workdir = os.path.join(parent, "%s-%d" % (name, n))
-            print("%s x%d: setting up ..." % (name, n), end=" ", flush=True)
-            server, sockets_file, setup = start_server(name, args, children, workdir, n)
-            try:
+        servers = {}
+        try:
+            for name in args.servers:
+                workdir = os.path.join(parent, "%s-%d" % (name, n))
+                print("%s x%d: setting up ..." % (name, n), end=" ", flush=True)
+                server, sockets_file, setup = start_server(name, args, children, workdir, n)
+                servers[name] = (server, sockets_file)
                 memory[(name, n)] = dict(idle_memory(name, server), setup_s=round(setup, 2))
                 print("%.1f s" % setup, flush=True)
-                for load in args.loads:
-                    for clients in args.client_counts:
-                        if clients > n and clients != args.client_counts[0]:
-                            continue          # 64 clients on 1 instance = 1 client
-                        runs.append(run_cell(args, name, server, sockets_file, specs[load],
-                                             load, n, min(clients, n)))
-            finally:
+            for load in args.loads:
+                for clients in args.client_counts:
+                    if clients > n and clients != args.client_counts[0]:
+                        continue          # 64 clients on 1 instance = 1 client
+                    cell = {name: [] for name in servers}
+                    for _ in range(args.repeat):
+                        for name, (server, sockets_file) in servers.items():
+                            cell[name].append(run_cell(args, name, server, sockets_file,
+                                                       specs[load], load, n, min(clients, n)))
+                    for name, results in cell.items():
+                        raw += results
+                        runs.append(median_run(results))
+                        show(runs[-1], "median" if args.repeat > 1 else "")
+        finally:
+            for name, (server, _) in servers.items():
                 server.stop()
                 if not args.keep:
-                    shutil.rmtree(workdir, ignore_errors=True)
-    return runs, memory
+                    shutil.rmtree(os.path.join(parent, "%s-%d" % (name, n)), ignore_errors=True)
+    return runs, raw, memory
+
+
+MEDIAN_KEYS = ("ops_per_s", "p50_us", "p90_us", "p99_us", "max_us", "server_cpu_per_op_us",
+               "swaps_per_s", "swap_us_avg", "swap_share_of_wall", "loadavg_1min_before")
+
+
+def median_run(results):
+    """The first run with every measured value replaced by its median."""
+    out = dict(results[0], repeats=len(results))
+    for key in MEDIAN_KEYS:
+        values = sorted(r[key] for r in results if r.get(key) is not None)
+        out[key] = values[(len(values) - 1) // 2] if values else None
+    out["ops"] = sum(r["ops"] for r in results)
+    return out
+
+
+def show(r, tag=""):
+    print("  %-18s x%-5d c%-3d %s %10s ops/s  p50 %9s  p99 %9s%s %s" % (
+        r["load"], r["instances"], r["clients"], r["server"], "{:,.0f}".format(r["ops_per_s"]),
+        nvb.fmt_latency(r["p50_us"]), nvb.fmt_latency(r["p99_us"]),
+        "  swaps %s/s @ %s us" % (r["swaps_per_s"], r["swap_us_avg"])
+        if r["server"] == "vtpmd" and r.get("swaps_per_s") else "", tag), flush=True)
 
 
 def run_cell(args, name, server, sockets_file, spec, load, n, clients):
@@ -318,11 +360,8 @@ def run_cell(args, name, server, sockets_file, spec, load, n, clients):
         r["swaps_per_s"] = round(d_swaps / wall)
         r["swap_us_avg"] = round(d_us / d_swaps, 2) if d_swaps else None
         r["swap_share_of_wall"] = round(d_us / 1e6 / wall, 3)
-    print("  %-18s x%-5d c%-3d %s %10s ops/s  p50 %9s  p99 %9s%s" % (
-        load, n, clients, name, "{:,.0f}".format(r["ops_per_s"]),
-        nvb.fmt_latency(r["p50_us"]), nvb.fmt_latency(r["p99_us"]),
-        "  swaps %s/s @ %s us" % (r["swaps_per_s"], r["swap_us_avg"]) if counters else ""),
-        flush=True)
+    if args.repeat == 1:
+        show(r)
     return r
 
 
@@ -333,7 +372,7 @@ def measure_density(args, children, parent):
         workdir = os.path.join(parent, "density-%d" % n)
         os.makedirs(workdir)
         with pinned(args.server_cpu):
-            server = Vtpmd(children, args.build_dir, workdir, 0)
+            server = make_vtpmd(args, children, workdir, 0)
             server.start()
         try:
             time.sleep(0.3)
@@ -490,6 +529,9 @@ def parse_args(argv):
                    help="window multiplier for RSA CreatePrimary (default 3, quick 2)")
     p.add_argument("--starts", type=int, default=None, help="default 100, quick 20")
     p.add_argument("--density", default=None, help="default 1000,10000,100000; quick 1000,10000")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="runs per cell and server, alternating; medians reported (default 3, quick 1)")
+    p.add_argument("--vtpmd", default=None, help="vtpmd binary (default BUILD/src/vtpmd)")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--only", choices=("vtpmd", "swtpm"))
@@ -510,6 +552,7 @@ def parse_args(argv):
     args.seconds = args.seconds or (0.4 if q else 3.0)
     args.slow_factor = args.slow_factor or (2.0 if q else 3.0)
     args.starts = args.starts or (20 if q else 100)
+    args.repeat = args.repeat or (1 if q else 3)
     args.density_counts = [int(x) for x in (args.density or
                                              ("1000,10000" if q else "1000,10000,100000")).split(",")
                            if x]
@@ -553,6 +596,7 @@ def main(argv=None):
            "settings": {"instances": args.counts, "clients": args.client_counts,
                         "loads": args.loads, "seconds": args.seconds,
                         "slow_factor": args.slow_factor, "starts": args.starts,
+                        "repeat": args.repeat, "vtpmd": args.vtpmd,
                         "density": args.density_counts, "quick": args.quick,
                         "server_cpu": args.server_cpu, "client_cpu": args.client_cpu},
            "loads": [], "idle_memory": []}
@@ -564,8 +608,8 @@ def main(argv=None):
             doc["start"] = measure_starts(args, children, parent)
             print("start: %s" % json.dumps(doc["start"]), flush=True)
         if "loads" not in args.skip:
-            runs, memory = measure_loads(args, children, parent, specs)
-            doc["loads"] = runs
+            runs, raw, memory = measure_loads(args, children, parent, specs)
+            doc["loads"], doc["load_runs"] = runs, raw
             for (name, n), m in memory.items():
                 doc["idle_memory"].append(dict(m, server=name, instances=n))
             _per_instance_idle(doc)
