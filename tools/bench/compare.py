@@ -311,7 +311,8 @@ def measure_loads(args, children, parent, specs):
                     for name, results in cell.items():
                         raw += results
                         runs.append(median_run(results))
-                        show(runs[-1], "median" if args.repeat > 1 else "")
+                        if args.repeat > 1:
+                            show(runs[-1], "median")
         finally:
             for name, (server, _) in servers.items():
                 server.stop()
