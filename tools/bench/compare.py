@@ -32,7 +32,7 @@ Sections (each reported as vtpmd, swtpm, vtpmd/swtpm):
 
 Results: tables on stdout, JSON and a markdown summary in ``results/``
 (``compare-<date>.json`` / ``.md``).  ``--quick`` (under 2 minutes) runs
-shorter windows, fewer starts and density up to 10k.
+shorter windows, one run per cell, fewer starts and density at 1k only.
 
 Usage::
 
@@ -348,7 +348,8 @@ def run_cell(args, name, server, sockets_file, spec, load, n, clients):
     counters = server.engine_counters() if name == "vtpmd" else None
     pids = server.pids()
     cpu0, t0, load1 = cpu_seconds(pids), time.monotonic(), loadavg()[0]
-    r = loadgen(args.loadgen, sockets_file, spec, clients, seconds, args.client_cpu)
+    r = loadgen(args.loadgen, sockets_file, spec + ["--warmup", str(args.warmup)], clients,
+                seconds, args.client_cpu)
     wall = time.monotonic() - t0
     r.update(server=name, load=load, loadavg_1min_before=load1,
              server_cpu_per_op_us=None, wall_s=round(wall, 2))
@@ -533,15 +534,17 @@ def targets(doc):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="short windows, 20 starts, density up to 10k: under 2 minutes")
+                   help="short windows, one run per cell, 20 starts, density 1k only: under 2 minutes")
     p.add_argument("--instances", default="1,100,1000")
     p.add_argument("--clients", default="1,64")
     p.add_argument("--loads", default=None, help="comma-separated, default all")
-    p.add_argument("--seconds", type=float, default=None, help="window per cell (default 2, quick 0.4)")
+    p.add_argument("--seconds", type=float, default=None, help="window per cell (default 2, quick 0.3)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="untimed lead-in per cell (default 0.3, quick 0.1)")
     p.add_argument("--slow-factor", type=float, default=None,
                    help="window multiplier for RSA CreatePrimary (default 3, quick 2)")
     p.add_argument("--starts", type=int, default=None, help="default 100, quick 20")
-    p.add_argument("--density", default=None, help="default 1000,10000,100000; quick 1000,10000")
+    p.add_argument("--density", default=None, help="default 1000,10000,100000; quick 1000")
     p.add_argument("--repeat", type=int, default=None,
                    help="runs per cell and server, alternating; medians reported (default 3, quick 1)")
     p.add_argument("--vtpmd", default=None, help="vtpmd binary (default BUILD/src/vtpmd)")
@@ -564,12 +567,13 @@ def parse_args(argv):
     args.counts = [int(x) for x in args.instances.split(",")]
     args.client_counts = [int(x) for x in args.clients.split(",")]
     q = args.quick
-    args.seconds = args.seconds or (0.4 if q else 2.0)
+    args.seconds = args.seconds or (0.3 if q else 2.0)
     args.slow_factor = args.slow_factor or (2.0 if q else 3.0)
     args.starts = args.starts or (20 if q else 100)
     args.repeat = args.repeat or (1 if q else 3)
+    args.warmup = args.warmup if args.warmup is not None else (0.1 if q else 0.3)
     args.density_counts = [int(x) for x in (args.density or
-                                             ("1000,10000" if q else "1000,10000,100000")).split(",")
+                                             ("1000" if q else "1000,10000,100000")).split(",")
                            if x]
     args.skip = set(filter(None, args.skip.split(",")))
     args.servers = [args.only] if args.only else ["vtpmd", "swtpm"]
@@ -609,7 +613,7 @@ def main(argv=None):
     started = time.monotonic()
     doc = {"benchmark": "compare", "environment": environment(args),
            "settings": {"instances": args.counts, "clients": args.client_counts,
-                        "loads": args.loads, "seconds": args.seconds,
+                        "loads": args.loads, "seconds": args.seconds, "warmup": args.warmup,
                         "slow_factor": args.slow_factor, "starts": args.starts,
                         "repeat": args.repeat, "vtpmd": args.vtpmd,
                         "density": args.density_counts, "quick": args.quick,

@@ -122,12 +122,24 @@ class LoadGen {
     window_end_ = window_begin_ + to_duration(o_.seconds);
     for (std::size_t c = 0; c < o_.clients; ++c) send_next(c);
     while (Clock::now() < window_end_) poll_once(window_end_);
+    drain();
     return report();
   }
 
  private:
   static Clock::duration to_duration(double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  }
+
+  // Waits for the answers still outstanding and flushes what they created,
+  // so that the next run finds the TPMs' object slots free.
+  void drain() {
+    stopping_ = true;
+    const auto deadline = Clock::now() + std::chrono::seconds(120);
+    while (in_flight_ > 0) {
+      if (Clock::now() > deadline) fail("outstanding answers did not arrive in 120 s");
+      poll_once(deadline);
+    }
   }
 
   void connect_one(std::size_t index) {
@@ -179,6 +191,7 @@ class LoadGen {
     next_of_client_[client] = next < conns_.size() ? next : client;
     Connection& c = conns_[index];
     c.timed = true;
+    ++in_flight_;
     if (o_.vary_offset) {
       ++sequence_;
       for (int i = 0; i < 8; ++i) o_.command[*o_.vary_offset + i] = static_cast<std::uint8_t>(sequence_ >> (8 * i));
@@ -215,10 +228,12 @@ class LoadGen {
     const auto now = Clock::now();
     const std::uint32_t rc = be32(&response[6]);
     if (!c.timed) return prep_answered(index, c, rc);
+    --in_flight_;
     if (c.flushing) {
       c.flushing = false;
       if (rc != 0) fail("FlushContext failed: rc 0x" + hex(rc));
-      return send_next(c.client);
+      if (!stopping_) send_next(c.client);
+      return;
     }
     if (rc != 0) {
       ++rc_errors_[rc];
@@ -229,9 +244,10 @@ class LoadGen {
     }
     if (o_.flush_created && rc == 0 && be32(&o_.command[6]) == kCreatePrimary) {
       c.flushing = true;
+      ++in_flight_;
       return write_all(c, flush_context(be32(&response[kHeader])));
     }
-    send_next(c.client);
+    if (!stopping_) send_next(c.client);
   }
 
   void prep_answered(std::size_t index, Connection& c, std::uint32_t rc) {
@@ -283,6 +299,8 @@ class LoadGen {
   std::uint64_t errors_ = 0;
   std::uint64_t sequence_ = 0;
   std::size_t prepping_ = 0;
+  std::size_t in_flight_ = 0;  // timed commands and flushes sent, not yet answered
+  bool stopping_ = false;
   Clock::time_point window_begin_, window_end_;
 };
 
