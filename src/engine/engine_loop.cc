@@ -6,13 +6,17 @@ EngineLoop::EngineLoop(MultiplexerOptions options, Deliver deliver)
     : mux_(LibtpmsAdapter::instance(), options), deliver_(std::move(deliver)) {}
 
 void EngineLoop::submit(Job job) {
-  std::lock_guard lock(mutex_);
-  if (job.kind == JobKind::kCancel && running_ == job.instance) {
-    // libtpms honours this only inside long operations (key generation);
-    // short commands simply finish first.
-    LibtpmsAdapter::cancel();
+  {
+    std::lock_guard lock(mutex_);
+    if (job.kind == JobKind::kCancel && running_ == job.instance) {
+      // libtpms honours this only inside long operations (key generation);
+      // short commands simply finish first.
+      LibtpmsAdapter::cancel();
+    }
+    inbox_.emplace_back(std::move(job), Clock::now());
   }
-  inbox_.emplace_back(std::move(job), Clock::now());
+  // Notified after unlocking: a woken engine thread that preempts the
+  // submitter on the same CPU must not find the mutex still held.
   wake_.notify_one();
 }
 
