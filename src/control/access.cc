@@ -111,7 +111,8 @@ Access AccessPolicy::classify(uid_t uid, gid_t gid) const {
 }
 
 bool is_read_only_method(std::string_view method) {
-  static constexpr std::array<std::string_view, 5> kReadOnly = {"hello", "status", "list", "show", "ca-cert"};
+  static constexpr std::array<std::string_view, 7> kReadOnly = {"hello", "status", "list", "show", "ca-cert",
+                                                                "stats", "metrics"};
   for (auto m : kReadOnly) {
     if (m == method) return true;
   }

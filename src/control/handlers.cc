@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "proto/hex.h"
+#include "src/control/metrics_report.h"
 #include "src/control/params.h"
 #include "src/core/warm_pool.h"
 
@@ -100,7 +101,8 @@ void Handlers::dispatch(const std::string& method, const Json& params, Reply rep
       {"attach", &Handlers::attach}, {"detach", &Handlers::detach},
       {"export", &Handlers::export_instance}, {"import", &Handlers::import_instance},
       {"set", &Handlers::set}, {"reseal", &Handlers::reseal}, {"measure", &Handlers::measure},
-      {"eventlog", &Handlers::eventlog}, {"ca-cert", &Handlers::ca_cert}, {"reset", &Handlers::reset}};
+      {"eventlog", &Handlers::eventlog}, {"ca-cert", &Handlers::ca_cert}, {"reset", &Handlers::reset},
+      {"stats", &Handlers::stats}, {"metrics", &Handlers::metrics}};
   for (const auto& [name, handler] : kMethods) {
     if (method == name) return (this->*handler)(params, std::move(reply));
   }
@@ -143,6 +145,30 @@ void Handlers::status(const Json& params, Reply reply) {
              {"root_of_trust", facts_.root_of_trust ? facts_.root_of_trust() : Json::object()},
              {"hardening", hardening_json()},
              {"warm_pool", facts_.warm_pool ? facts_.warm_pool() : Json::object()}});
+}
+
+std::string Handlers::prometheus(bool per_instance) const {
+  return prometheus_text({service_, swtpm_, facts_.started_unix, facts_.connections ? facts_.connections() : 0},
+                         per_instance);
+}
+
+void Handlers::stats(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"uuid"}); !s) return reply(s.error());
+  if (!params.contains("uuid")) {
+    return reply(global_stats_json({service_, swtpm_, facts_.started_unix, facts_.connections ? facts_.connections() : 0}));
+  }
+  auto id = uuid_param(params);
+  if (!id) return reply(id.error());
+  auto instance = service_.show(*id);
+  if (!instance) return reply(instance.error());
+  reply(instance_stats_json(**instance, service_));
+}
+
+void Handlers::metrics(const Json& params, Reply reply) {
+  if (Status s = only_params(params, {"instances"}); !s) return reply(s.error());
+  auto per_instance = bool_param(params, "instances");
+  if (!per_instance) return reply(per_instance.error());
+  reply(Json{{"content_type", "text/plain; version=0.0.4"}, {"text", prometheus(per_instance->value_or(false))}});
 }
 
 void Handlers::reseal(const Json& params, Reply reply) {

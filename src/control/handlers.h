@@ -40,6 +40,9 @@ class Handlers {
       : service_(service), engine_(engine), swtpm_(swtpm), drbg_(drbg), facts_(std::move(facts)),
         provisioner_(provisioner) {}
 
+  // The Prometheus exposition (also served by the metrics listener).
+  std::string prometheus(bool per_instance) const;
+
   // Runs `method`; `reply` is called exactly once (maybe synchronously).
   void dispatch(const std::string& method, const Json& params, Reply reply);
 
@@ -67,6 +70,8 @@ class Handlers {
   void eventlog(const Json& params, Reply reply);
   void ca_cert(const Json& params, Reply reply);
   void reset(const Json& params, Reply reply);
+  void stats(const Json& params, Reply reply);
+  void metrics(const Json& params, Reply reply);
   // add's provisioning parameters (pcr_banks, ek, ek_certificates, platform_certificate).
   static Result<ProvisionOptions> provision_options(const Json& params);
   // After Service::add: provisions if asked, then opens endpoints, then replies.

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "proto/tpm2_commands.h"
+#include "src/core/loopback_endpoint.h"
 
 namespace vtpm {
 namespace {
@@ -80,6 +81,23 @@ Status set_key(const std::string& key, const std::string& value, Config& c) {
     auto level = parse_log_level(value);
     if (!level) return level.error();
     c.log_level = *level;
+  } else if (key == "log_format" || key == "log-format") {
+    auto format = parse_log_format(value);
+    if (!format) return format.error();
+    c.log_format = *format;
+  } else if (key == "log_rate_limit" || key == "log-rate-limit") {
+    auto n = parse_uint(value, key, 0, 1000000);
+    if (!n) return n.error();
+    c.log_rate_limit = *n;
+  } else if (key == "log_burst" || key == "log-burst") {
+    auto n = parse_uint(value, key, 1, 1000000);
+    if (!n) return n.error();
+    c.log_burst = *n;
+  } else if (key == "metrics_listen" || key == "metrics-listen") {
+    if (!value.empty()) {
+      if (auto endpoint = parse_loopback_endpoint(value); !endpoint) return endpoint.error();
+    }
+    c.metrics_listen = value;
   } else if (key == "root_of_trust" || key == "root-of-trust") {
     bool known = value == "auto" || value == "file" || (value.starts_with("file:/") && value.size() > 6);
     for (const char* prefix : {"device:/", "swtpm:", "mssim:", "tis:", "crb:"}) known = known || value.starts_with(prefix);
@@ -244,6 +262,10 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
       cl.version = true;
       continue;
     }
+    if (arg == "--check-config") {
+      cl.check_config = true;
+      continue;
+    }
     if (!arg.starts_with("--")) return invalid("unexpected argument '" + arg + "'");
     std::string name = arg.substr(2);
     std::string value;
@@ -287,8 +309,14 @@ const char* usage_text() {
          "                                then run as NAME (no_new_privs)\n"
          "  --control-admins LIST         who else may use every control method; LIST is comma-separated\n"
          "                                uid:N, gid:N, user:NAME, group:NAME (root and vtpmd's user always may)\n"
-         "  --control-readers LIST        who may use hello/status/list/show only\n"
+         "  --control-readers LIST        who may use hello/status/list/show/stats/metrics only\n"
          "  --log-level LEVEL             error, warn, info (default) or debug\n"
+         "  --log-format human|json       human-readable lines (default) or one JSON object per line\n"
+         "  --log-rate-limit N            log lines per second per instance; more are dropped and counted in a\n"
+         "                                \"suppressed N\" line (default 10, 0 = no limit)\n"
+         "  --log-burst N                 lines an instance may log at once before the limit applies (default 50)\n"
+         "  --metrics-listen ADDR:PORT    serve Prometheus metrics over HTTP at /metrics on a loopback address\n"
+         "                                (127.0.0.1:PORT or [::1]:PORT; default off)\n"
          "  --root-of-trust SPEC          what seals the master key (docs/hardware-tpm.md):\n"
          "                                auto (default: what master.key was sealed by; for new state a TPM at\n"
          "                                /dev/tpmrm0 if present, else file), file or file:/PATH (a key file,\n"
@@ -335,6 +363,8 @@ const char* usage_text() {
          "                                (default off: such devices are refused)\n"
          "  --xen-allow-tpm2 on|off       let a vtpm device bind a TPM 2.0 instance (stock xen-tpmfront speaks\n"
          "                                TPM 1.2 only; default off)\n"
+         "  --check-config                validate the settings, the state directory and the root of trust,\n"
+         "                                print a summary and exit (0: usable) without starting or changing anything\n"
          "  --version, --help\n";
 }
 

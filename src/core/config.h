@@ -22,6 +22,12 @@ struct Config {
   std::string state_dir = "/var/lib/vtpmd";
   std::string control_socket = "/run/vtpmd/control.sock";
   LogLevel log_level = LogLevel::kInfo;
+  LogFormat log_format = LogFormat::kHuman;
+  std::uint32_t log_rate_limit = 10;  // lines per second per instance; 0: unlimited
+  std::uint32_t log_burst = 50;       // lines an instance may log at once before the rate applies
+  // Prometheus endpoint (src/control/metrics_http.h): a loopback
+  // address:port; empty: off.
+  std::string metrics_listen;
   std::string user;  // drop root for this user after taking the directories (src/daemon/privileges.h)
   // What seals the master key: "auto" (the kind master.key was sealed by;
   // for a new state directory a TPM at /dev/tpmrm0 if there is one, else
@@ -74,6 +80,7 @@ struct CommandLine {
   Config config;
   bool help = false;
   bool version = false;
+  bool check_config = false;  // validate and summarise, start nothing (src/daemon/check_config.h)
 };
 
 // argv[0] is skipped. --config is applied before every other flag,

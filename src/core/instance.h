@@ -22,6 +22,8 @@ struct InstanceCounters {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::int64_t last_command_unix_ms = 0;  // 0 = never
+  std::uint64_t swaps = 0;      // commands that had to load the instance into its engine first
+  std::uint64_t engine_us = 0;  // time its commands spent in the engine (queued + swap + run)
 };
 
 // Per-instance limits (0: the daemon's default). A guest above max_rate is

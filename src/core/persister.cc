@@ -23,6 +23,7 @@ struct Persister::BlobWrite {
   Status result = Status::success();
   bool created_file = false;
   std::vector<std::function<void(Status)>> waiters;
+  std::uint64_t since_us = 0;
 };
 
 struct Persister::Chunk {
@@ -71,7 +72,9 @@ void Persister::remove(const Uuid& id, std::function<void(Status)> done) {
 void Persister::enqueue(const Uuid& id, Pending change) {
   // Coalesce: the newest change contains every older one of the same
   // instance, so the older one's waiters wait for the newer write.
+  change.since_us = uv_hrtime() / 1000;
   if (auto it = pending_.find(id); it != pending_.end()) {
+    change.since_us = it->second.since_us;
     for (auto& waiter : it->second.waiters) change.waiters.push_back(std::move(waiter));
     it->second = std::move(change);
   } else {
@@ -123,6 +126,7 @@ void Persister::start_batch() {
     }
     BlobWrite& write = batch.writes.emplace_back();
     write.waiters = std::move(change.waiters);
+    write.since_us = change.since_us;
     write.result = prepare_write(id, std::move(*change.record), write);
   }
   std::vector<BlobWrite*> ready;
@@ -233,6 +237,7 @@ void Persister::finish_batch(Status commit_result) {
   for (auto& write : batch->writes) {
     const Status outcome = write.result ? commit_result : write.result;
     ++writes_;
+    if (outcome) lag_.observe(uv_hrtime() / 1000 - write.since_us);
     if (!outcome) {
       ++failures_;
       log_.error(write.id, "persisting state failed: " + outcome.error().message);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "src/core/log.h"
+#include "src/core/metrics.h"
 #include "state/crypto.h"
 #include "state/manifest.h"
 #include "state/state_store.h"
@@ -50,12 +51,18 @@ class Persister {
   std::uint64_t writes() const { return writes_; }
   std::uint64_t failures() const { return failures_; }
   std::uint64_t commits() const { return commits_; }
+  // Changes waiting for the next batch, and how long each written change
+  // took from its save() (the oldest change it merged) to durable.
+  std::size_t pending() const { return pending_.size(); }
+  bool committing() const { return batch_ != nullptr; }
+  const LatencyHistogram& lag() const { return lag_; }
   const state::Manifest& committed() const { return committed_; }
 
  private:
   struct Pending {
     std::optional<state::InstanceRecord> record;  // empty: remove
     std::vector<std::function<void(Status)>> waiters;
+    std::uint64_t since_us = 0;  // uv_hrtime of the oldest change merged here
   };
   struct Batch;
   struct BlobWrite;
@@ -83,6 +90,7 @@ class Persister {
   std::uint64_t writes_ = 0;
   std::uint64_t failures_ = 0;
   std::uint64_t commits_ = 0;
+  LatencyHistogram lag_;
 };
 
 }  // namespace vtpm

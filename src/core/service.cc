@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 
+#include "proto/command_class.h"
 #include "proto/tpm_packet.h"
 #include "state/sealed_blob.h"
 
@@ -85,6 +86,17 @@ void Service::persist(Instance& instance) {
   persister_.save(std::move(record));
 }
 
+std::size_t Service::throttled_total() const {
+  std::size_t n = 0;
+  for (const auto& [id, queue] : throttled_) n += queue.size();
+  return n;
+}
+
+void Service::refused(Instance* instance, ErrorCode why) {
+  metrics_.errors.count(why);
+  if (instance != nullptr) ++instance->counters.errors;
+}
+
 std::size_t Service::throttled(const Uuid& id) const {
   auto it = throttled_.find(id);
   return it == throttled_.end() ? 0 : it->second.size();
@@ -134,9 +146,10 @@ void Service::admit(Instance& instance, engine::Bytes command, std::uint8_t loca
   auto waiting = throttled_.find(id);
   // Order: nothing overtakes a command already waiting for its rate.
   if ((waiting == throttled_.end() || waiting->second.empty()) && take_token(instance)) {
-    return dispatch(id, std::move(command), locality, std::move(done));
+    return dispatch(instance, std::move(command), locality, std::move(done));
   }
   ++instance.throttle.delayed;
+  ++metrics_.throttled;
   throttled_[id].push_back(WaitingExec{std::move(command), locality, std::move(done)});
   if (!uv_is_active(throttle_timer_.base())) {
     uv_timer_start(
@@ -150,6 +163,7 @@ void Service::drain_throttled() {
     auto& queue = it->second;
     while (!queue.empty()) {
       if (instance == nullptr || instance->removing || instance->failed || shutting_down_) {
+        metrics_.errors.count(ErrorCode::kUnavailable);
         queue.front().done(make_error(ErrorCode::kUnavailable, "instance " + it->first.to_string() + " went away"));
         queue.pop_front();
         continue;
@@ -157,7 +171,7 @@ void Service::drain_throttled() {
       if (!take_token(*instance)) break;
       WaitingExec w = std::move(queue.front());
       queue.pop_front();
-      dispatch(it->first, std::move(w.command), w.locality, std::move(w.done));
+      dispatch(*instance, std::move(w.command), w.locality, std::move(w.done));
     }
     it = queue.empty() ? throttled_.erase(it) : std::next(it);
   }
@@ -271,20 +285,26 @@ void Service::note_completion(Instance& instance, const engine::Completion& done
 void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done,
                    CommandOrigin origin) {
   auto found = usable(id);
-  if (!found) return done(found.error());
+  if (!found) {
+    refused(nullptr, found.error().code);
+    return done(found.error());
+  }
   Instance& instance = **found;
   if (instance.power == PowerState::kOff) {
-    ++instance.counters.errors;
+    refused(&instance, ErrorCode::kUnavailable);
     return done(make_error(ErrorCode::kUnavailable, "instance " + id.to_string() + " is powered off"));
   }
-  if (locality > 4) return done(make_error(ErrorCode::kInvalidArgument, "locality must be 0..4"));
+  if (locality > 4) {
+    refused(&instance, ErrorCode::kInvalidArgument);
+    return done(make_error(ErrorCode::kInvalidArgument, "locality must be 0..4"));
+  }
   if (auto valid = tpm::validate_command(command, instance.version, instance.max_command_size); !valid) {
-    ++instance.counters.errors;
+    refused(&instance, valid.error().code);
     return done(valid.error());
   }
   const InstanceLimits limits = effective_limits(instance);
   if (const std::size_t queued = engine_.outstanding(id) + throttled(id); queued >= limits.max_queued) {
-    ++instance.counters.errors;
+    refused(&instance, ErrorCode::kBusy);
     return done(make_error(ErrorCode::kBusy, "instance " + id.to_string() + " has " + std::to_string(queued) +
                                                  " commands queued (its limit is " + std::to_string(limits.max_queued) +
                                                  "); retry later"));
@@ -294,16 +314,25 @@ void Service::exec(const Uuid& id, engine::Bytes command, std::uint8_t locality,
   admit(instance, std::move(command), locality, std::move(done));
 }
 
-void Service::dispatch(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done) {
+void Service::dispatch(Instance& instance, engine::Bytes command, std::uint8_t locality, ExecCallback done) {
+  const Uuid id = instance.uuid;
   const auto start = std::chrono::steady_clock::now();
-  engine_.execute(id, std::move(command), locality, [this, id, start, done = std::move(done)](engine::Completion&& c) {
+  const tpm::CommandClass kind = tpm::classify_command(command, instance.version);
+  engine_.execute(id, std::move(command), locality, [this, id, start, kind, done = std::move(done)](engine::Completion&& c) {
     Instance* i = registry_.find(id);
-    if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance removed while the command ran"));
+    if (i == nullptr) {
+      metrics_.errors.count(ErrorCode::kNotFound);
+      return done(make_error(ErrorCode::kNotFound, "instance removed while the command ran"));
+    }
     const bool changed_state = take_state_change(*i, c);
     i->counters.commands++;
     i->counters.last_command_unix_ms = now_unix_ms();
+    if (c.swapped) i->counters.swaps++;
+    i->counters.engine_us += c.timing.queued_us + c.timing.load_us + c.timing.run_us;
     if (!c.ok) {
       i->counters.errors++;
+      metrics_.errors.count(c.error);
+      metrics_.of(kind).observe(micros_since(start));
       if (c.error == ErrorCode::kCorrupt && !i->failed) {
         i->failed = true;
         i->failure = c.message;
@@ -316,12 +345,16 @@ void Service::dispatch(const Uuid& id, engine::Bytes command, std::uint8_t local
     }
     ExecResult result;
     result.rc = tpm::response_code(c.response);
-    if (result.rc != 0) i->counters.errors++;
+    if (result.rc != 0) {
+      i->counters.errors++;
+      metrics_.errors.tpm_rc++;
+    }
     i->counters.bytes_out += c.response.size();
     result.response = std::move(c.response);
     result.timing = c.timing;
     if (!changed_state) {
       result.total_us = micros_since(start);
+      metrics_.of(kind).observe(result.total_us);
       return done(std::move(result));
     }
     // The durability rule: a response that follows a change of persistent
@@ -330,10 +363,14 @@ void Service::dispatch(const Uuid& id, engine::Bytes command, std::uint8_t local
     state::InstanceRecord record = i->record(false);
     if (Status fits = check_state_size(*i, record); !fits) {
       i->counters.errors++;
+      metrics_.errors.count(ErrorCode::kTooLarge);
       return done(make_error(ErrorCode::kTooLarge, "the command ran but its state was not saved: " + fits.error().message));
     }
-    persister_.save(std::move(record), [this, id, start, result = std::move(result), done](Status saved) mutable {
+    persister_.save(std::move(record), [this, id, start, kind, result = std::move(result), done](Status saved) mutable {
+      result.total_us = micros_since(start);
+      metrics_.of(kind).observe(result.total_us);
       if (!saved) {
+        metrics_.errors.count(ErrorCode::kIo);
         if (Instance* again = registry_.find(id); again != nullptr && !again->failed) {
           again->failed = true;
           again->failure = "state could not be saved: " + saved.error().message;
@@ -342,7 +379,6 @@ void Service::dispatch(const Uuid& id, engine::Bytes command, std::uint8_t local
         return done(make_error(ErrorCode::kIo, "the command ran but its state could not be saved: " +
                                                    saved.error().message));
       }
-      result.total_us = micros_since(start);
       done(std::move(result));
     });
   });

@@ -15,6 +15,7 @@
 
 #include "src/core/instance.h"
 #include "src/core/log.h"
+#include "src/core/metrics.h"
 #include "src/core/persister.h"
 #include "src/core/uv_handle.h"
 #include "src/engine/engine.h"
@@ -126,6 +127,11 @@ class Service {
   const Registry& registry() const { return registry_; }
   std::size_t outstanding(const Uuid& id) const { return engine_.outstanding(id); }
   std::string placement(const Uuid& id) const { return engine_.placement(id); }
+  // Daemon-wide command metrics and the parts metrics read (src/core/metrics.h).
+  const CommandMetrics& metrics() const { return metrics_; }
+  const Persister& persister() const { return persister_; }
+  const engine::Engine& engine() const { return engine_; }
+  std::size_t throttled_total() const;
 
   // Start-up: re-host an instance loaded from disk (its volatile state, if
   // any, resumes; the record is then rewritten without it so that a later
@@ -149,7 +155,9 @@ class Service {
   };
   // After the checks: to the engine, or to the wait queue if over its rate.
   void admit(Instance& instance, engine::Bytes command, std::uint8_t locality, ExecCallback done);
-  void dispatch(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done);
+  void dispatch(Instance& instance, engine::Bytes command, std::uint8_t locality, ExecCallback done);
+  // Counts a command refused before it reached the engine.
+  void refused(Instance* instance, ErrorCode why);
   bool take_token(Instance& instance);
   void drain_throttled();
   Result<Instance*> usable(const Uuid& id);
@@ -177,6 +185,7 @@ class Service {
   UvHandle<uv_timer_t> throttle_timer_;
   std::random_device random_;
   bool shutting_down_ = false;
+  CommandMetrics metrics_;
 };
 
 }  // namespace vtpm

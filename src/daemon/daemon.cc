@@ -73,6 +73,7 @@ Daemon::Daemon(Config config, Logger& log) : config_(std::move(config)), log_(lo
 }
 
 Daemon::~Daemon() {
+  metrics_http_.reset();
   server_.reset();
   handlers_.reset();
   warm_pool_.reset();
@@ -85,6 +86,8 @@ Daemon::~Daemon() {
   sigterm_.close();
   sigint_.close();
   shutdown_deadline_.close();
+  housekeeping_.close();
+  notifier_.stop_watchdog();
   // Let the close callbacks of every handle run, then free the loop.
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
@@ -115,6 +118,8 @@ Status Daemon::open_state() {
 }
 
 Status Daemon::start() {
+  // Before anything can fail, so that systemd hears why (STATUS=).
+  if (Status s = notifier_.open(); !s) return s;
   if (!config_.user.empty()) {
     const auto slash = config_.control_socket.rfind('/');
     std::vector<std::string> own = {config_.state_dir};
@@ -184,6 +189,13 @@ Status Daemon::start() {
   provisioner_->discard_unfinished();
   warm_pool_->start();
   if (Status s = server_->listen(config_.control_socket); !s) return s;
+  if (!config_.metrics_listen.empty()) {
+    auto endpoint = parse_loopback_endpoint(config_.metrics_listen);
+    if (!endpoint) return endpoint.error();
+    metrics_http_ = std::make_unique<control::MetricsHttp>(
+        &loop_, log_, [this](bool per_instance) { return handlers_->prometheus(per_instance); });
+    if (Status s = metrics_http_->listen(*endpoint); !s) return s;
+  }
   reopen_endpoints();
   auto extra_ioctls = start_xen();
   if (!extra_ioctls) return extra_ioctls.error();
@@ -254,7 +266,9 @@ void Daemon::begin_shutdown(const char* why) {
   shutting_down_ = true;
   log_.info(std::string(why) + ": shutting down; finishing queued commands and saving " +
             std::to_string(registry_.size()) + " instance(s)");
+  notifier_.stopping("shutting down: saving " + std::to_string(registry_.size()) + " instance(s)");
   server_->close();
+  if (metrics_http_) metrics_http_->close();
   swtpm_->close_all();  // guests stop sending; their queued commands still finish
   warm_pool_->stop();
   // Xen guests stay connected in xenstore: a restarted vtpmd maps them again.
@@ -282,20 +296,42 @@ void Daemon::begin_shutdown(const char* why) {
 }
 
 void Daemon::finish_shutdown() {
+  notifier_.stop_watchdog();
+  housekeeping_.close();
   sigterm_.close();
   sigint_.close();
   shutdown_deadline_.close();
   uv_stop(&loop_);
 }
 
+void Daemon::start_housekeeping() {
+  uv_timer_init(&loop_, housekeeping_.get());
+  housekeeping_.mark_live();
+  housekeeping_.get()->data = this;
+  uv_timer_start(
+      housekeeping_.get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->log_.flush_suppressed(); }, 1000, 1000);
+}
+
 int Daemon::run() {
   if (Status s = start(); !s) {
     log_.error("cannot start: " + s.error().message);
+    notifier_.status("cannot start: " + s.error().message);
     return 1;
   }
   log_.info(std::string("vtpmd ") + VTPMD_VERSION + " ready: control socket " + config_.control_socket +
             ", state " + config_.state_dir + ", TPM 1.2 workers up to " + std::to_string(config_.tpm12_workers_max) +
             (config_.tpm12_selftest_key_cache ? "" : ", TPM 1.2 self-test key cache off"));
+  start_housekeeping();
+  // The root of trust is open, the instances restored, the control socket
+  // listening: clients may connect now.
+  notifier_.ready("serving " + std::to_string(registry_.size()) + " instance(s); control socket " +
+                  config_.control_socket);
+  notifier_.start_watchdog(&loop_);
+  if (notifier_.enabled()) {
+    log_.info("systemd notified" + (notifier_.watchdog_usec() != 0
+                                        ? "; watchdog pings every " + std::to_string(notifier_.watchdog_usec() / 2000) + " ms"
+                                        : std::string()));
+  }
   uv_run(&loop_, UV_RUN_DEFAULT);
   return exit_code_;
 }

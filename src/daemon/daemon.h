@@ -11,6 +11,7 @@
 #include "backends/swtpm/swtpm_backend.h"
 #include "backends/xen/xen_backend.h"
 #include "src/control/handlers.h"
+#include "src/control/metrics_http.h"
 #include "src/control/server.h"
 #include "src/core/config.h"
 #include "src/core/instance.h"
@@ -21,6 +22,7 @@
 #include "src/core/service.h"
 #include "src/core/uv_handle.h"
 #include "src/daemon/root_of_trust_control.h"
+#include "src/daemon/sd_notify.h"
 #include "src/engine/engine.h"
 #include "state/crypto.h"
 #include "state/local_ca.h"
@@ -49,6 +51,7 @@ class Daemon {
   Result<std::vector<unsigned long>> start_xen();
   void begin_shutdown(const char* why);
   void finish_shutdown();
+  void start_housekeeping();
   std::string engine_worker_path() const;
 
   Config config_;
@@ -69,6 +72,9 @@ class Daemon {
   std::unique_ptr<xen::XenBackend> xen_;  // --xen-backend on
   std::unique_ptr<control::Handlers> handlers_;
   std::unique_ptr<control::Server> server_;
+  std::unique_ptr<control::MetricsHttp> metrics_http_;
+  SystemdNotifier notifier_;
+  UvHandle<uv_timer_t> housekeeping_;  // once a second: the log's suppressed-lines report
   UvHandle<uv_signal_t> sigterm_;
   UvHandle<uv_signal_t> sigint_;
   UvHandle<uv_timer_t> shutdown_deadline_;

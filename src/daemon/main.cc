@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "src/core/config.h"
+#include "src/daemon/check_config.h"
 #include "src/daemon/daemon.h"
 #include "src/daemon/privileges.h"
 #include "src/core/log.h"
@@ -42,7 +43,9 @@ int main(int argc, char** argv) {
     files.rlim_cur = files.rlim_max;
     setrlimit(RLIMIT_NOFILE, &files);
   }
-  vtpm::Logger log(command_line->config.log_level);
+  vtpm::Logger log(command_line->config.log_level, 2, command_line->config.log_format);
+  log.set_instance_rate_limit(command_line->config.log_rate_limit, command_line->config.log_burst);
+  if (command_line->check_config) return vtpm::check_config(command_line->config);
   vtpm::Daemon daemon(std::move(command_line->config), log);
   return daemon.run();
 }

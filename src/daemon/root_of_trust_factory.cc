@@ -33,13 +33,15 @@ Result<std::string> resolve_auto(const Config& config) {
 
 }  // namespace
 
+Result<std::string> resolve_root_of_trust(const Config& config) {
+  if (config.root_of_trust == "auto") return resolve_auto(config);
+  return config.root_of_trust;
+}
+
 Result<std::unique_ptr<state::RootOfTrust>> open_root_of_trust(const Config& config, state::Drbg& drbg) {
-  std::string spec = config.root_of_trust;
-  if (spec == "auto") {
-    auto resolved = resolve_auto(config);
-    if (!resolved) return resolved.error();
-    spec = *resolved;
-  }
+  auto resolved = resolve_root_of_trust(config);
+  if (!resolved) return resolved.error();
+  const std::string spec = *resolved;
   if (spec == "file" || spec.starts_with("file:")) {
     std::string key_file = spec == "file" ? config.root_key_file : spec.substr(5);
     if (key_file.empty()) key_file = config.state_dir + "/root.key";
