@@ -13,7 +13,7 @@ BUILD_DIR=${1:-build}
 PACKAGES="meson ninja-build pkg-config g++ python3 python3-cryptography procps
 libuv1-dev libtpms-dev libmbedtls-dev libssl-dev nlohmann-json3-dev doctest-dev
 libtss2-dev libseccomp-dev libxen-dev
-swtpm swtpm-tools tpm2-tools openssl clang libclang-rt-14-dev"
+swtpm swtpm-tools tpm2-tools openssl clang libclang-rt-14-dev python3-prometheus-client"
 
 missing=""
 for p in $PACKAGES; do

@@ -114,7 +114,8 @@ class MetricsHttp::Connection {
     if (n < 0) return server_.drop(this);
     if (answered_) return;  // one request per connection; the rest is ignored
     head_.append(buf->base, static_cast<std::size_t>(n));
-    const bool complete = head_.find("\r\n\r\n") != std::string::npos;
+    const auto end = head_.find("\r\n\r\n");
+    const bool complete = end != std::string::npos && end + 4 <= kMaxRequestHead;
     if (!complete && head_.size() <= kMaxRequestHead) return;
     uv_read_stop(tcp_.stream());
     answered_ = true;

@@ -477,6 +477,31 @@ Result<Json> parse_eventlog(std::string_view command, Args args, std::istream&) 
   return params;
 }
 
+// stats [U]: the daemon's figures, or one instance's.
+Result<Json> parse_stats(std::string_view command, Args args, std::istream&) {
+  auto split = split_flags(command, args, {});
+  if (!split) return split.error();
+  if (split->positional.size() > 1) return usage(std::string(command) + ": expected at most one UUID");
+  Json params = Json::object();
+  if (!split->positional.empty()) {
+    auto uuid = parse_uuid(split->positional[0]);
+    if (!uuid) return uuid.error();
+    params["uuid"] = *uuid;
+  }
+  return params;
+}
+
+// metrics [--instances]: the Prometheus text, per-instance series on request.
+Result<Json> parse_metrics(std::string_view command, Args args, std::istream&) {
+  static constexpr std::array<FlagSpec, 1> kFlags = {{{"--instances", false}}};
+  auto split = split_flags(command, args, kFlags);
+  if (!split) return split.error();
+  if (Status s = expect_positional(command, *split, 0, "no arguments"); !s) return s.error();
+  Json params = Json::object();
+  if (split->flags.contains("--instances")) params["instances"] = true;
+  return params;
+}
+
 using CommandParser = Result<Json> (*)(std::string_view, Args, std::istream&);
 
 struct CommandSpec {
@@ -484,7 +509,9 @@ struct CommandSpec {
   CommandParser parse;
 };
 
-constexpr std::array<CommandSpec, 20> kCommands = {{
+constexpr std::array<CommandSpec, 22> kCommands = {{
+    {"stats", parse_stats},
+    {"metrics", parse_metrics},
     {"measure", parse_measure},
     {"eventlog", parse_eventlog},
     {"ca-cert", parse_no_args},

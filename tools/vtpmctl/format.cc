@@ -159,7 +159,59 @@ std::string format_status(const Json& status) {
   return out;
 }
 
+std::string format_global_stats(const Json& stats) {
+  const Json& instances = member(stats, "instances");
+  const Json& commands = member(stats, "commands");
+  const Json& errors = member(stats, "errors");
+  const Json& queue = member(stats, "queue");
+  const Json& engine = member(stats, "engine");
+  const Json& persistence = member(stats, "persistence");
+  const Json& lag = member(persistence, "lag");
+  std::string out;
+  out += "instances:    " + text(instances, "total") + " (running " + text(instances, "running") + ", stopped " +
+         text(instances, "stopped") + ", failed " + text(instances, "failed") + ")\n";
+  out += "commands:     " + text(commands, "total") + "\n";
+  out += "errors:       " + text(errors, "total");
+  if (const Json& kinds = member(errors, "by_kind"); kinds.is_object() && !kinds.empty()) {
+    std::string list;
+    for (const auto& [kind, n] : kinds.items()) list += (list.empty() ? "" : ", ") + kind + " " + scalar_text(n);
+    out += " (" + list + ")";
+  }
+  out += "\n";
+  out += "queued:       " + text(queue, "engine") + " in engines, " + text(queue, "throttled") + " waiting for rate (" +
+         text(queue, "throttled_total") + " ever)\n";
+  out += "engine:       " + text(engine, "jobs") + " jobs, " + text(engine, "swaps") + " swaps (avg " +
+         average_swap_us(engine) + " us), " + text(engine, "isolations") + " isolations\n";
+  out += "persistence:  " + text(persistence, "writes") + " writes in " + text(persistence, "commits") + " commits, " +
+         text(persistence, "failures") + " failed, " + text(persistence, "pending") + " pending; lag p50 " +
+         text(lag, "p50_us") + " us, p99 " + text(lag, "p99_us") + " us\n\n";
+  Table table({{"CLASS"}, {"COUNT", Align::kRight}, {"AVG us", Align::kRight}, {"p50 us <=", Align::kRight},
+               {"p99 us <=", Align::kRight}});
+  if (const Json& classes = member(commands, "by_class"); classes.is_object()) {
+    for (const auto& [name, h] : classes.items()) {
+      const Json& count = member(h, "count");
+      const Json& sum = member(h, "sum_us");
+      const std::string avg = count.is_number() && sum.is_number() && count.get<double>() > 0
+                                  ? std::to_string(std::llround(sum.get<double>() / count.get<double>()))
+                                  : "-";
+      table.add_row({name, text(h, "count"), avg, text(h, "p50_us"), text(h, "p99_us")});
+    }
+  }
+  return out + table.render();
+}
+
 Result<std::string> format_human(std::string_view method, const Json& result) {
+  if (method == "stats") {
+    if (!result.contains("uuid")) return format_global_stats(result);
+    std::string out;
+    for (const auto& [key, value] : result.items()) flatten(key, value, out);
+    return out;
+  }
+  if (method == "metrics") {
+    auto body = required_string(result, "text");
+    if (!body) return body.error();
+    return *body;
+  }
   if (method == "hello") {
     return text(result, "daemon") + " " + text(result, "version") + " (protocol " + text(result, "protocol") + ")\n";
   }

@@ -37,6 +37,10 @@ Commands:
   list                list all instances
   show U              show one instance
   status              show the daemon's status and engine shards
+  stats [U]           command counts and latency per command class, errors by kind,
+                      queues, swaps, persistence lag; with U, one instance's counters
+  metrics [--instances]
+                      the same as Prometheus text (--instances: per-instance series)
   hello               show the daemon's name, version and protocol
   exec U HEX... [--locality N]
                       run one TPM command and print the response as hex; the HEX
