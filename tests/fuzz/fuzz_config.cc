@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/core/config.h"
+#include "src/core/loopback_endpoint.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace vtpm;
@@ -66,6 +67,8 @@ void check_ranges(const Config& c) {
   FUZZ_CHECK(c.warm_pool <= 1000);
   FUZZ_CHECK(!c.warm_pool_ek.empty());
   (void)level_text(c.log_level);
+  FUZZ_CHECK(c.log_burst >= 1);
+  FUZZ_CHECK(c.metrics_listen.empty() || parse_loopback_endpoint(c.metrics_listen).ok());
 }
 
 bool same(const Config& a, const Config& b) {
@@ -79,7 +82,9 @@ bool same(const Config& a, const Config& b) {
          a.seccomp == b.seccomp && a.tpm_pcrs == b.tpm_pcrs && a.tpm_parent == b.tpm_parent &&
          a.tpm_counter_index == b.tpm_counter_index && a.tpm_counter_interval_s == b.tpm_counter_interval_s &&
          a.tpm_policy_key == b.tpm_policy_key && a.tpm_signed_policies == b.tpm_signed_policies &&
-         a.warm_pool == b.warm_pool && a.warm_pool_ek == b.warm_pool_ek && a.warm_pool_pcr_banks == b.warm_pool_pcr_banks;
+         a.warm_pool == b.warm_pool && a.warm_pool_ek == b.warm_pool_ek && a.warm_pool_pcr_banks == b.warm_pool_pcr_banks &&
+         a.log_format == b.log_format && a.log_rate_limit == b.log_rate_limit && a.log_burst == b.log_burst &&
+         a.metrics_listen == b.metrics_listen;
 }
 
 // The settings this target knows, as name/value text pairs.
@@ -97,7 +102,11 @@ std::vector<std::pair<std::string, std::string>> settings(const Config& c) {
       {"default_max_command_size", std::to_string(c.default_max_command_size)},
       {"default_max_state_size", std::to_string(c.default_max_state_size)},
       {"allow_core_dumps", c.allow_core_dumps ? "on" : "off"},
-      {"seccomp", seccomp_text(c.seccomp)}};
+      {"seccomp", seccomp_text(c.seccomp)},
+      {"log_format", c.log_format == LogFormat::kJson ? "json" : "human"},
+      {"log_rate_limit", std::to_string(c.log_rate_limit)},
+      {"log_burst", std::to_string(c.log_burst)}};
+  if (!c.metrics_listen.empty()) out.emplace_back("metrics_listen", c.metrics_listen);
   if (!c.root_key_file.empty()) out.emplace_back("root_key_file", c.root_key_file);
   out.emplace_back("tpm_pcrs", c.tpm_pcrs);
   out.emplace_back("tpm_counter_index", handle_text(c.tpm_counter_index));

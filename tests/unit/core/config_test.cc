@@ -381,4 +381,27 @@ TEST_CASE("config: usage_text mentions every flag") {
   }
 }
 
+TEST_CASE("observability settings: log format and rate, metrics listener, --check-config") {
+  const Config c = parse_ok({"--log-format", "json", "--log-rate-limit", "0", "--log-burst=5", "--metrics-listen",
+                             "[::1]:9400"});
+  CHECK(c.log_format == LogFormat::kJson);
+  CHECK(c.log_rate_limit == 0);
+  CHECK(c.log_burst == 5);
+  CHECK(c.metrics_listen == "[::1]:9400");
+  const Config defaults = parse_ok({});
+  CHECK(defaults.log_format == LogFormat::kHuman);
+  CHECK(defaults.log_rate_limit == 10);
+  CHECK(defaults.metrics_listen.empty());
+  CHECK(contains(parse_error({"--metrics-listen", "0.0.0.0:9400"}).message, "loopback"));
+  CHECK(contains(parse_error({"--log-format", "xml"}).message, "human or json"));
+  parse_error({"--log-burst", "0"});
+  auto checked = parse({"--check-config"});
+  REQUIRE(checked);
+  CHECK(checked->check_config);
+  Config from_json;
+  REQUIRE(apply_config_json(R"({"log_format": "json", "metrics_listen": "127.0.0.1:9100"})", "test", from_json));
+  CHECK(from_json.log_format == LogFormat::kJson);
+  CHECK(from_json.metrics_listen == "127.0.0.1:9100");
+}
+
 }  // namespace vtpm
