@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "src/core/warm_pool.h"
+
 namespace vtpm::control {
 namespace {
 
@@ -19,13 +21,15 @@ Json histogram_json(const LatencyHistogram& h) {
 
 struct InstanceCounts {
   std::size_t running = 0, stopped = 0, failed = 0;
+  std::size_t warm_pool = 0;  // pre-manufactured, not handed out yet (not in the others)
 };
 
 InstanceCounts count_instances(const Service& service) {
   InstanceCounts n;
   for (const auto& [id, i] : service.registry().all()) {
     if (i.removing) continue;
-    if (i.failed) ++n.failed;
+    if (WarmPool::is_member(i)) ++n.warm_pool;
+    else if (i.failed) ++n.failed;
     else if (i.power == PowerState::kOn) ++n.running;
     else ++n.stopped;
   }
@@ -128,7 +132,8 @@ Json global_stats_json(const MetricsSources& sources) {
            {{"total", counts.running + counts.stopped + counts.failed},
             {"running", counts.running},
             {"stopped", counts.stopped},
-            {"failed", counts.failed}}},
+            {"failed", counts.failed},
+            {"warm_pool", counts.warm_pool}}},
           {"commands", {{"total", commands}, {"by_class", by_class}}},
           {"errors", {{"total", m.errors.total()}, {"by_kind", by_kind}}},
           {"queue",
@@ -173,10 +178,11 @@ std::string prometheus_text(const MetricsSources& sources, bool per_instance) {
   x.sample("vtpmd_uptime_seconds", "", static_cast<std::uint64_t>(now_unix() - sources.started_unix));
 
   const InstanceCounts counts = count_instances(service);
-  x.family("vtpmd_instances", "gauge", "Instances by state.");
+  x.family("vtpmd_instances", "gauge", "Instances by state (warm_pool: pre-manufactured, not handed out yet).");
   x.sample("vtpmd_instances", "state=\"running\"", counts.running);
   x.sample("vtpmd_instances", "state=\"stopped\"", counts.stopped);
   x.sample("vtpmd_instances", "state=\"failed\"", counts.failed);
+  x.sample("vtpmd_instances", "state=\"warm_pool\"", counts.warm_pool);
 
   x.family("vtpmd_command_duration_seconds", "histogram",
            "Time from admission to the engine until the answer (including the durable save of a state change), "
@@ -234,7 +240,7 @@ std::string prometheus_text(const MetricsSources& sources, bool per_instance) {
     auto each = [&](const char* name, const char* type, const char* help, auto value) {
       x.family(name, type, help);
       for (const auto& [id, i] : all) {
-        if (!i.removing) x.sample(name, "instance=\"" + id.to_string() + "\"", value(i));
+        if (!i.removing && !WarmPool::is_member(i)) x.sample(name, "instance=\"" + id.to_string() + "\"", value(i));
       }
     };
     each("vtpmd_instance_commands_total", "counter", "Commands answered by the instance's TPM.",
