@@ -57,11 +57,21 @@ Result<Request> parse_request(std::string_view line, Json* id) {
     if (!it->is_object()) return invalid("field 'params' must be an object");
     request.params = std::move(*it);
   }
+  if (auto it = doc.find("progress"); it != doc.end()) {
+    if (!it->is_boolean()) return invalid("field 'progress' must be a boolean");
+    request.progress = it->get<bool>();
+  }
   return request;
 }
 
-std::string encode_request(const Json& id, std::string_view method, const Json& params) {
+std::string encode_request(const Json& id, std::string_view method, const Json& params, bool progress) {
   Json doc = {{"v", kProtocolVersion}, {"id", id}, {"method", method}, {"params", params}};
+  if (progress) doc["progress"] = true;
+  return doc.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+std::string encode_progress(const Json& id, const Json& progress) {
+  Json doc = {{"v", kProtocolVersion}, {"id", id}, {"progress", progress}};
   return doc.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
@@ -98,6 +108,11 @@ Result<Response> parse_response(std::string_view line) {
   }
   Response response;
   response.id = doc.value("id", Json());
+  if (auto it = doc.find("progress"); it != doc.end() && !doc.contains("result") && !doc.contains("error")) {
+    response.is_progress = true;
+    response.result = std::move(*it);
+    return response;
+  }
   if (auto it = doc.find("result"); it != doc.end()) {
     response.ok = true;
     response.result = std::move(*it);

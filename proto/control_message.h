@@ -25,6 +25,7 @@ struct Request {
   Json id;  // number, string or null; echoed back verbatim
   std::string method;
   Json params;  // always an object (empty when absent)
+  bool progress = false;  // "progress": true: the client accepts progress lines before the reply
 };
 
 struct Response {
@@ -32,12 +33,17 @@ struct Response {
   bool ok = false;
   Json result;   // when ok
   Error error{ErrorCode::kInternal, {}};  // when !ok
+  // A progress line ({"v","id","progress":{...}}) rather than the reply:
+  // `result` holds the progress object and `ok` is false.
+  bool is_progress = false;
 };
 
 // Parses one request line. On failure, *id receives the request's id when it
 // could be read, so the error can still be matched by the client.
 Result<Request> parse_request(std::string_view line, Json* id);
-std::string encode_request(const Json& id, std::string_view method, const Json& params);
+std::string encode_request(const Json& id, std::string_view method, const Json& params, bool progress = false);
+// A progress notification for the request `id` (only to clients that asked).
+std::string encode_progress(const Json& id, const Json& progress);
 
 std::string encode_result(const Json& id, const Json& result);
 std::string encode_error(const Json& id, const Error& error);

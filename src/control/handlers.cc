@@ -92,7 +92,8 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
   return j;
 }
 
-void Handlers::dispatch(const std::string& method, const Json& params, Reply reply) {
+void Handlers::dispatch(const std::string& method, const Json& params, Reply reply, Progress progress) {
+  if (method == "add" && params.contains("count")) return add_many(params, std::move(reply), std::move(progress));
   using Method = void (Handlers::*)(const Json&, Reply);
   static const std::pair<const char*, Method> kMethods[] = {
       {"hello", &Handlers::hello}, {"status", &Handlers::status}, {"add", &Handlers::add},
@@ -261,6 +262,56 @@ void Handlers::add(const Json& params, Reply reply) {
                          reply = std::move(reply)](Result<const Instance*> r) mutable {
     if (!r) return reply(r.error());
     finish_add((*r)->uuid, std::move(provision), std::move(spec), std::move(reply));
+  });
+}
+
+// Most instances one add may create.
+constexpr std::int64_t kMaxAddCount = 10000;
+
+struct Handlers::BulkAdd {
+  Json params;  // of each single add
+  std::int64_t total = 0;
+  Json added = Json::array();
+  Reply reply;
+  Progress progress;
+};
+
+void Handlers::add_many(const Json& params, Reply reply, Progress progress) {
+  auto count = int_param(params, "count", 1, kMaxAddCount);
+  if (!count) return reply(count.error());
+  for (const auto& [key, value] : params.items()) {
+    if (key == "uuid" || swtpm::EndpointSpec::is_parameter(key)) {
+      return reply(make_error(ErrorCode::kInvalidArgument,
+                              "parameter '" + key + "' names one instance; it cannot go with 'count'"));
+    }
+  }
+  auto bulk = std::make_shared<BulkAdd>();
+  bulk->params = params;
+  bulk->params.erase("count");
+  bulk->total = **count;
+  bulk->reply = std::move(reply);
+  bulk->progress = std::move(progress);
+  add_next(std::move(bulk));
+}
+
+// One at a time, in order: each is durable before the next starts, so a
+// failure leaves exactly the ones already reported.
+void Handlers::add_next(std::shared_ptr<BulkAdd> bulk) {
+  const Json params = bulk->params;
+  add(params, [this, bulk = std::move(bulk)](Result<Json> one) {
+    if (!one) {
+      const auto done = bulk->added.size();
+      if (done == 0) return bulk->reply(one.error());
+      return bulk->reply(make_error(one.error().code, "added " + std::to_string(done) + " of " +
+                                                          std::to_string(bulk->total) + " (they stay: " +
+                                                          bulk->added.dump() + "), then: " + one.error().message));
+    }
+    bulk->added.push_back((*one)["uuid"]);
+    if (bulk->progress) {
+      bulk->progress(Json{{"done", bulk->added.size()}, {"total", bulk->total}, {"uuid", (*one)["uuid"]}});
+    }
+    if (static_cast<std::int64_t>(bulk->added.size()) == bulk->total) return bulk->reply(Json{{"added", bulk->added}});
+    add_next(bulk);
   });
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "proto/control_message.h"
@@ -32,6 +33,9 @@ struct DaemonFacts {
 class Handlers {
  public:
   using Reply = std::function<void(Result<Json>)>;
+  // Progress notifications of a long request, for clients that asked
+  // (docs/control-protocol.md, "Progress"); empty: nobody listens.
+  using Progress = std::function<void(const Json&)>;
 
   // `provisioner` (null: no local CA) serves add's provisioning options,
   // measure, eventlog and ca-cert (src/control/provisioning_handlers.cc).
@@ -44,7 +48,8 @@ class Handlers {
   std::string prometheus(bool per_instance) const;
 
   // Runs `method`; `reply` is called exactly once (maybe synchronously).
-  void dispatch(const std::string& method, const Json& params, Reply reply);
+  // Methods that report progress (add with `count`) call `progress`.
+  void dispatch(const std::string& method, const Json& params, Reply reply, Progress progress = {});
 
   static Json instance_json(const Instance& instance, const Service& service, const swtpm::SwtpmBackend& swtpm,
                             const DaemonFacts& facts);
@@ -54,6 +59,10 @@ class Handlers {
   void status(const Json& params, Reply reply);
   Json hardening_json() const;
   void add(const Json& params, Reply reply);
+  // add with `count`: that many instances, one after the other.
+  struct BulkAdd;
+  void add_many(const Json& params, Reply reply, Progress progress);
+  void add_next(std::shared_ptr<BulkAdd> bulk);
   void remove(const Json& params, Reply reply);
   void list(const Json& params, Reply reply);
   void show(const Json& params, Reply reply);

@@ -110,13 +110,22 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     }
     ++in_flight_;
     std::weak_ptr<Connection> weak = shared_from_this();
-    server_.handlers_.dispatch(request->method, request->params, [weak, id = request->id](Result<Json> result) {
-      auto self = weak.lock();
-      if (!self || self->closed_) return;  // the client left; drop the answer
-      --self->in_flight_;
-      self->send(result ? encode_result(id, *result) : encode_error(id, result.error()));
-      if (!self->reading_ && self->in_flight_ < kMaxInFlight / 2 && !self->closed_) self->start_reading();
-    });
+    Handlers::Progress progress;
+    if (request->progress) {
+      progress = [weak, id = request->id](const Json& state) {
+        if (auto self = weak.lock(); self && !self->closed_) self->send(encode_progress(id, state));
+      };
+    }
+    server_.handlers_.dispatch(
+        request->method, request->params,
+        [weak, id = request->id](Result<Json> result) {
+          auto self = weak.lock();
+          if (!self || self->closed_) return;  // the client left; drop the answer
+          --self->in_flight_;
+          self->send(result ? encode_result(id, *result) : encode_error(id, result.error()));
+          if (!self->reading_ && self->in_flight_ < kMaxInFlight / 2 && !self->closed_) self->start_reading();
+        },
+        std::move(progress));
   }
 
   void send(const std::string& line) {

@@ -21,10 +21,10 @@ const std::vector<std::string> kAllowed = {
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek", "close",
     "close_range", "dup", "dup2", "dup3", "fcntl", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
     "epoll_pwait2", "poll", "ppoll", "eventfd2", "pipe", "pipe2",
-    // Sockets: control connections, guest endpoints created by `attach`, the
+    // Sockets: control connections, guest endpoints created by `attach`
+    // (socket() is limited to Unix and IP below), worker socketpairs, the
     // metrics listener, systemd notifications (a datagram socket connected
-    // before the filter: send/sendto only),
-    // (socket() is limited to Unix and IP below), worker socketpairs.
+    // before the filter: only sendto).
     "socketpair", "bind", "listen", "accept", "accept4", "connect", "getsockname", "getpeername", "getsockopt",
     "setsockopt", "shutdown", "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg",
     // Files in the state and socket directories (sealed blobs, manifest,

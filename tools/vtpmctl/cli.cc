@@ -208,7 +208,7 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
                                   {"--max-command-size", true}, {"--max-queued", true}, {"--max-rate", true},
                                   {"--pcr-banks", true},       {"--ek", true},        {"--ek-cert", false},
                                   {"--platform-cert", false},    {"--max-state-size", true},
-                                  {"--max-connections", true}};
+                                  {"--max-connections", true}, {"--count", true}};
   for (const auto& [flag, key] : kEndpointFlags) kFlags.push_back({flag, true});
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
@@ -225,6 +225,11 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
     params["tpm"] = it->second;
   }
   if (flags.contains("--auto-startup")) params["auto_startup"] = true;
+  if (auto it = flags.find("--count"); it != flags.end()) {
+    const auto count = parse_integer(it->second);
+    if (!count || *count < 1 || *count > 10000) return usage("--count: expected 1..10000, got " + in_quotes(it->second));
+    params["count"] = *count;
+  }
   if (auto it = flags.find("--max-command-size"); it != flags.end()) {
     const auto size = parse_integer(it->second);
     if (!size || *size <= 0 || *size > (1LL << 31)) {

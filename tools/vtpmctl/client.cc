@@ -93,22 +93,29 @@ bool is_our_response(const control::Response& response) {
 }
 
 // The next response of ours among the complete lines already buffered.
-Result<std::optional<control::Response>> take_buffered(control::LineSplitter& lines, const std::string& path) {
+Result<std::optional<control::Response>> take_buffered(control::LineSplitter& lines, const std::string& path,
+                                                       const ProgressSink& on_progress) {
   for (;;) {
     auto line = lines.next();
     if (!line) return failure(path, "malformed response: " + line.error().message);
     if (!line->has_value()) return std::optional<control::Response>();
     auto response = control::parse_response(**line);
     if (!response) return failure(path, "malformed response: " + response.error().message);
-    if (is_our_response(*response)) return std::optional<control::Response>(std::move(*response));
+    if (!is_our_response(*response)) continue;
+    if (response->is_progress) {
+      if (on_progress) on_progress(response->result);
+      continue;
+    }
+    return std::optional<control::Response>(std::move(*response));
   }
 }
 
-Result<control::Response> read_response(int fd, const Deadline& deadline, const std::string& path) {
+Result<control::Response> read_response(int fd, const Deadline& deadline, const std::string& path,
+                                        const ProgressSink& on_progress = {}) {
   control::LineSplitter lines;
   std::array<char, 64 * 1024> buffer{};
   for (;;) {
-    auto found = take_buffered(lines, path);
+    auto found = take_buffered(lines, path, on_progress);
     if (!found) return found.error();
     if (found->has_value()) return std::move(**found);
     if (Status ready = wait_for(fd, POLLIN, deadline, path); !ready) return ready.error();
@@ -124,11 +131,12 @@ Result<control::Response> read_response(int fd, const Deadline& deadline, const 
 
 }  // namespace
 
-Result<control::Response> call(const ClientOptions& options, std::string_view method, const control::Json& params) {
+Result<control::Response> call(const ClientOptions& options, std::string_view method, const control::Json& params,
+                               const ProgressSink& on_progress) {
   const Deadline deadline(options.timeout);
   auto fd = connect_unix(options.socket_path);
   if (!fd) return fd.error();
-  const std::string request = control::encode_request(kRequestId, method, params);
+  const std::string request = control::encode_request(kRequestId, method, params, static_cast<bool>(on_progress));
   if (Status sent = send_all(fd->get(), request, deadline, options.socket_path); !sent) {
     // The daemon may have refused the request (e.g. too_large) and closed
     // the connection mid-write: its answer is more useful than EPIPE.
@@ -136,7 +144,7 @@ Result<control::Response> call(const ClientOptions& options, std::string_view me
     if (answer) return answer;
     return sent.error();
   }
-  return read_response(fd->get(), deadline, options.socket_path);
+  return read_response(fd->get(), deadline, options.socket_path, on_progress);
 }
 
 }  // namespace vtpm::ctl

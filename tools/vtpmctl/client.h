@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,7 +23,10 @@ struct ClientOptions {
 // A daemon-side error comes back as a Response with ok == false. An Error
 // result means the exchange itself failed (cannot connect, connection lost,
 // timeout, malformed response); its message names the socket path.
+// With `on_progress`, the request asks for progress lines and each one the
+// daemon sends before its reply is passed to it.
+using ProgressSink = std::function<void(const control::Json&)>;
 Result<control::Response> call(const ClientOptions& options, std::string_view method,
-                               const control::Json& params);
+                               const control::Json& params, const ProgressSink& on_progress = {});
 
 }  // namespace vtpm::ctl

@@ -218,6 +218,11 @@ Result<std::string> format_human(std::string_view method, const Json& result) {
   if (method == "status") return format_status(result);
   if (method == "list") return format_instance_table(result);
   if (method == "show" || method == "set") return format_instance_details(result);
+  if (method == "add" && result.contains("added")) {
+    std::string out;
+    for (const Json& id : member(result, "added")) out += scalar_text(id) + "\n";
+    return out;
+  }
   if (method == "add" || method == "exec") {
     auto value = required_string(result, method == "add" ? "uuid" : "response");
     if (!value) return value.error();

@@ -57,9 +57,36 @@ Status write_binary(const std::string& path, const control::Json& result, const 
   return Status::success();
 }
 
+// Progress of a long request on a terminal: one line redrawn in place on
+// stderr. Not on a pipe or a file, where it would only be noise.
+class ProgressLine {
+ public:
+  explicit ProgressLine(const char* verb) : verb_(verb), tty_(::isatty(2) == 1) {}
+  ~ProgressLine() { finish(); }
+  // Ends the line before the answer is printed.
+  void finish() {
+    if (drawn_) std::cerr << "\n" << std::flush;
+    drawn_ = false;
+  }
+  void operator()(const control::Json& p) {
+    if (!tty_ || !p.is_object()) return;
+    std::cerr << "\r" << verb_ << " " << p.value("done", 0) << "/" << p.value("total", 0) << std::flush;
+    drawn_ = true;
+  }
+
+ private:
+  const char* verb_;
+  bool tty_;
+  bool drawn_ = false;
+};
+
 int run_request(const Invocation& inv) {
   const ClientOptions options{inv.socket_path, inv.timeout};
-  auto response = call(options, inv.method, inv.params);
+  ProgressLine progress("added");
+  const bool long_request = inv.method == "add" && inv.params.contains("count");
+  auto response = long_request ? call(options, inv.method, inv.params, std::ref(progress))
+                               : call(options, inv.method, inv.params);
+  progress.finish();
   if (!response) return fail(kTransportError, response.error().message);
   if (!response->ok) {
     const Error& error = response->error;

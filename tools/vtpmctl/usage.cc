@@ -24,6 +24,9 @@ Commands:
                       certificates (NV 0x01c00002, 0x01c0000a) and a platform
                       certificate (NV 0x01c08000) from vtpmd's local CA;
                       TPM 1.2: --ek rsa only (TPM_CreateEndorsementKeyPair), --ek-cert (NV 0x1000F000)
+  add --count N [options...]
+                      create N instances alike (no --uuid, no ENDPOINT), one
+                      UUID per line; progress on stderr when it is a terminal
   attach U ENDPOINT...
                       open swtpm-compatible endpoints for an instance:
                         --swtpm-path P   data socket P, control socket P.ctrl
