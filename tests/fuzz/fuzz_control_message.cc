@@ -97,12 +97,16 @@ void check_line(const std::string& line, std::int64_t a, std::int64_t b) {
   FUZZ_CHECK(request->id.is_null() || request->id.is_number_integer() || request->id.is_string());
   FUZZ_CHECK(request->id == id);
 
-  const std::string encoded = encode_request(request->id, request->method, request->params);
+  const std::string encoded = encode_request(request->id, request->method, request->params, request->progress);
   FUZZ_CHECK(!encoded.empty() && encoded.back() == '\n' && encoded.find('\n') == encoded.size() - 1);
   Json id2;
   auto again = parse_request(std::string_view(encoded).substr(0, encoded.size() - 1), &id2);
   FUZZ_CHECK(again.ok());
   FUZZ_CHECK(again->method == request->method && again->params == request->params && again->id == request->id);
+  FUZZ_CHECK(again->progress == request->progress);
+  auto progress = parse_response(encode_progress(request->id, request->params));
+  FUZZ_CHECK(progress.ok() && progress->is_progress && progress->result == request->params &&
+             progress->id == request->id);
 
   auto result = parse_response(encode_result(request->id, request->params));
   FUZZ_CHECK(result.ok() && result->ok && result->result == request->params && result->id == request->id);

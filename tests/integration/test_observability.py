@@ -251,6 +251,58 @@ class SystemdNotifyTest(H.DaemonTestCase):
         self.assertIn("NOTIFY_SOCKET", p.stderr)
 
 
+class ProgressTest(H.DaemonTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = cls.start_class_daemon()
+
+    def listed(self):
+        return {i["uuid"] for i in self.d.result("list")["instances"]}
+
+    def test_bulk_add_streams_progress_to_those_who_ask(self):
+        with self.d.client() as c:
+            c.send_line({"v": 1, "id": "bulk", "method": "add", "progress": True,
+                         "params": {"count": 3, "auto_startup": True}})
+            lines = [c.read_line() for _ in range(4)]
+        notes, reply = lines[:3], lines[3]
+        self.assertEqual([n["progress"]["done"] for n in notes], [1, 2, 3])
+        self.assertTrue(all(n["id"] == "bulk" and n["progress"]["total"] == 3 for n in notes))
+        added = reply["result"]["added"]
+        self.assertEqual([n["progress"]["uuid"] for n in notes], added)
+        self.assertTrue(set(added) <= self.listed())
+        # Without "progress": the reply only.
+        with self.d.client() as c:
+            c.send_line({"v": 1, "id": 2, "method": "add", "params": {"count": 2}})
+            only = c.read_line()
+            self.assertEqual(len(only["result"]["added"]), 2)
+            c.send_line({"v": 1, "id": 3, "method": "hello"})
+            self.assertEqual(c.read_line()["id"], 3)  # nothing else was queued before it
+
+    def test_bulk_add_refuses_what_names_one_instance(self):
+        before = self.listed()
+        for params in ({"count": 2, "uuid": "6f0c5d1e-8a4b-4c2d-9e3f-0123456789ab"},
+                       {"count": 2, "swtpm_path": os.path.join(self.d.tmp, "x")},
+                       {"count": 0}, {"count": 10001}, {"count": "3"}):
+            err = self.d.call("add", **params)
+            self.assertEqual(err["error"]["code"], "invalid_argument", params)
+        self.assertEqual(self.listed(), before)
+
+    def test_vtpmctl_progress_only_on_a_terminal(self):
+        code, out, err = self.d.ctl("add", "--count", "3")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(out.split()), 3)
+        self.assertEqual(err, "")  # not a terminal: no progress drawn
+        tty = subprocess.run(["script", "-qec", "%s --socket %s add --count 2" % (H.VTPMCTL, self.d.socket_path),
+                              "/dev/null"], capture_output=True, timeout=60)
+        self.assertEqual(tty.returncode, 0, tty.stdout)
+        # One line redrawn in place, ended before the UUIDs (the terminal
+        # turns "\n" into "\r\n").
+        self.assertTrue(tty.stdout.startswith(b"\radded 1/2\radded 2/2\r\n"), tty.stdout)
+        uuids = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", tty.stdout.decode())
+        self.assertEqual(len(uuids), 2)
+        self.assertTrue(set(uuids) <= self.listed())
+
+
 class CheckConfigTest(H.DaemonTestCase):
     def run_check(self, *args):
         p = subprocess.run([H.VTPMD, "--check-config"] + list(args), capture_output=True, text=True, timeout=20)

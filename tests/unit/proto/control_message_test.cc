@@ -53,6 +53,34 @@ TEST_CASE("control_message: parse_request reads a full request") {
   CHECK(request->params == Json{{"uuid", "x"}});
 }
 
+TEST_CASE("control_message: progress requests and progress lines") {
+  Json id;
+  auto plain = parse_request(R"({"id":1,"method":"add"})", &id);
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain->progress);
+  auto asked = parse_request(R"({"id":1,"method":"add","progress":true})", &id);
+  REQUIRE(asked.ok());
+  CHECK(asked->progress);
+  auto bad = parse_request(R"({"id":1,"method":"add","progress":"yes"})", &id);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message == "field 'progress' must be a boolean");
+  const std::string line = encode_request(Json(3), "add", Json{{"count", 2}}, true);
+  auto back = parse_request(line.substr(0, line.size() - 1), &id);
+  REQUIRE(back.ok());
+  CHECK(back->progress);
+  const std::string note = encode_progress(Json(3), Json{{"done", 1}, {"total", 2}});
+  CHECK(note == "{\"id\":3,\"progress\":{\"done\":1,\"total\":2},\"v\":1}\n");
+  auto parsed = parse_response(note.substr(0, note.size() - 1));
+  REQUIRE(parsed.ok());
+  CHECK(parsed->is_progress);
+  CHECK_FALSE(parsed->ok);
+  CHECK(parsed->result == Json{{"done", 1}, {"total", 2}});
+  auto reply = parse_response(encode_result(Json(3), Json{{"added", Json::array()}}));
+  REQUIRE(reply.ok());
+  CHECK_FALSE(reply->is_progress);
+  CHECK(reply->ok);
+}
+
 TEST_CASE("control_message: parse_request defaults v, id and params") {
   Json id;
   auto request = parse_request(R"({"method":"list"})", &id);
