@@ -58,10 +58,11 @@ Status write_binary(const std::string& path, const control::Json& result, const 
 }
 
 // Progress of a long request on a terminal: one line redrawn in place on
-// stderr. Not on a pipe or a file, where it would only be noise.
+// stderr. Not on a pipe or a file, nor with --json, where it would only be
+// noise.
 class ProgressLine {
  public:
-  explicit ProgressLine(const char* verb) : verb_(verb), tty_(::isatty(2) == 1) {}
+  ProgressLine(const char* verb, bool json) : verb_(verb), tty_(!json && ::isatty(2) == 1) {}
   ~ProgressLine() { finish(); }
   // Ends the line before the answer is printed.
   void finish() {
@@ -82,7 +83,7 @@ class ProgressLine {
 
 int run_request(const Invocation& inv) {
   const ClientOptions options{inv.socket_path, inv.timeout};
-  ProgressLine progress("added");
+  ProgressLine progress("added", inv.json);
   const bool long_request = inv.method == "add" && inv.params.contains("count");
   auto response = long_request ? call(options, inv.method, inv.params, std::ref(progress))
                                : call(options, inv.method, inv.params);
