@@ -309,7 +309,18 @@ void Daemon::start_housekeeping() {
   housekeeping_.mark_live();
   housekeeping_.get()->data = this;
   uv_timer_start(
-      housekeeping_.get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->log_.flush_suppressed(); }, 1000, 1000);
+      housekeeping_.get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->housekeeping(); }, 1000, 1000);
+}
+
+void Daemon::housekeeping() {
+  log_.flush_suppressed();
+  // systemctl status shows the last STATUS= line: keep it current.
+  constexpr std::uint64_t kStatusEverySeconds = 10;
+  if (!notifier_.enabled() || ++housekeeping_ticks_ % kStatusEverySeconds != 0) return;
+  std::uint64_t commands = 0;
+  for (const auto& h : service_->metrics().latency) commands += h.count();
+  notifier_.status("serving " + std::to_string(registry_.size()) + " instance(s); " + std::to_string(commands) +
+                   " commands, " + std::to_string(service_->metrics().errors.total()) + " errors since start");
 }
 
 int Daemon::run() {

@@ -52,6 +52,7 @@ class Daemon {
   void begin_shutdown(const char* why);
   void finish_shutdown();
   void start_housekeeping();
+  void housekeeping();  // once a second
   std::string engine_worker_path() const;
 
   Config config_;
@@ -74,7 +75,8 @@ class Daemon {
   std::unique_ptr<control::Server> server_;
   std::unique_ptr<control::MetricsHttp> metrics_http_;
   SystemdNotifier notifier_;
-  UvHandle<uv_timer_t> housekeeping_;  // once a second: the log's suppressed-lines report
+  UvHandle<uv_timer_t> housekeeping_;  // the log's suppressed-lines report, systemd STATUS=
+  std::uint64_t housekeeping_ticks_ = 0;
   UvHandle<uv_signal_t> sigterm_;
   UvHandle<uv_signal_t> sigint_;
   UvHandle<uv_timer_t> shutdown_deadline_;
