@@ -94,9 +94,11 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
 
 void Handlers::dispatch(const std::string& method, const Json& params, Reply reply, Progress progress) {
   if (method == "add" && params.contains("count")) return add_many(params, std::move(reply), std::move(progress));
+  // A provisioning add reports its steps (key generation takes a while).
+  if (method == "add") return add(params, std::move(reply), std::move(progress));
   using Method = void (Handlers::*)(const Json&, Reply);
   static const std::pair<const char*, Method> kMethods[] = {
-      {"hello", &Handlers::hello}, {"status", &Handlers::status}, {"add", &Handlers::add},
+      {"hello", &Handlers::hello}, {"status", &Handlers::status},
       {"remove", &Handlers::remove}, {"list", &Handlers::list},   {"show", &Handlers::show},
       {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel},
       {"attach", &Handlers::attach}, {"detach", &Handlers::detach},
@@ -202,7 +204,7 @@ Json Handlers::hardening_json() const {
           {"key_memory", {{"mapped_bytes", keys.mapped_bytes}, {"locked_bytes", keys.locked_bytes}}}};
 }
 
-void Handlers::add(const Json& params, Reply reply) {
+void Handlers::add(const Json& params, Reply reply, Progress progress) {
   Json own = Json::object();
   Json endpoint = Json::object();
   for (const auto& [key, value] : params.items()) {
@@ -258,10 +260,10 @@ void Handlers::add(const Json& params, Reply reply) {
   // Saved with the new instance until provisioning finishes: a crash in
   // between leaves it marked, and the next start removes it (all or nothing).
   if (!provision->empty()) options.provisioning = std::string(kProvisioningPending);
-  service_.add(options, [this, provision = std::move(*provision), spec = std::move(spec),
-                         reply = std::move(reply)](Result<const Instance*> r) mutable {
+  service_.add(options, [this, provision = std::move(*provision), spec = std::move(spec), reply = std::move(reply),
+                         progress = std::move(progress)](Result<const Instance*> r) mutable {
     if (!r) return reply(r.error());
-    finish_add((*r)->uuid, std::move(provision), std::move(spec), std::move(reply));
+    finish_add((*r)->uuid, std::move(provision), std::move(spec), std::move(reply), std::move(progress));
   });
 }
 
@@ -316,17 +318,25 @@ void Handlers::add_next(std::shared_ptr<BulkAdd> bulk) {
 }
 
 void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optional<swtpm::EndpointSpec> spec,
-                          Reply reply) {
+                          Reply reply, Progress progress) {
   if (!provision.empty()) {
-    provisioner_->provision(id, std::move(provision), [this, id, spec = std::move(spec),
-                                                       reply = std::move(reply)](Result<std::string> done) mutable {
-      if (!done) {
-        // All or nothing: an instance whose provisioning failed is not kept.
-        service_.remove(id, true, [reply, error = done.error()](Status) { reply(error); });
-        return;
-      }
-      finish_add(id, ProvisionOptions{}, std::move(spec), std::move(reply));
-    });
+    Provisioner::StepListener listener;
+    if (progress) {
+      listener = [progress, id](const std::string& step, std::int64_t elapsed_ms) {
+        progress(Json{{"uuid", id.to_string()}, {"step", step}, {"elapsed_ms", elapsed_ms}});
+      };
+    }
+    provisioner_->provision(
+        id, std::move(provision),
+        [this, id, spec = std::move(spec), reply = std::move(reply)](Result<std::string> done) mutable {
+          if (!done) {
+            // All or nothing: an instance whose provisioning failed is not kept.
+            service_.remove(id, true, [reply, error = done.error()](Status) { reply(error); });
+            return;
+          }
+          finish_add(id, ProvisionOptions{}, std::move(spec), std::move(reply));
+        },
+        std::move(listener));
     return;
   }
   if (spec) {

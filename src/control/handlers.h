@@ -58,7 +58,7 @@ class Handlers {
   void hello(const Json& params, Reply reply);
   void status(const Json& params, Reply reply);
   Json hardening_json() const;
-  void add(const Json& params, Reply reply);
+  void add(const Json& params, Reply reply, Progress progress = {});
   // add with `count`: that many instances, one after the other.
   struct BulkAdd;
   void add_many(const Json& params, Reply reply, Progress progress);
@@ -84,7 +84,8 @@ class Handlers {
   // add's provisioning parameters (pcr_banks, ek, ek_certificates, platform_certificate).
   static Result<ProvisionOptions> provision_options(const Json& params);
   // After Service::add: provisions if asked, then opens endpoints, then replies.
-  void finish_add(const Uuid& id, ProvisionOptions options, std::optional<swtpm::EndpointSpec> spec, Reply reply);
+  void finish_add(const Uuid& id, ProvisionOptions options, std::optional<swtpm::EndpointSpec> spec, Reply reply,
+                  Progress progress = {});
   // Opens the endpoints and records them so they reopen at start-up.
   Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 

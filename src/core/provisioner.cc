@@ -227,12 +227,13 @@ std::string summary_of(const ProvisionJob& job, bool from_pool) {
 
 }  // namespace
 
-Progress Provisioner::progress_logger(const Uuid& id) const {
+Progress Provisioner::progress_logger(const Uuid& id, StepListener listener) const {
   const Logger& log = log_;
   const auto started = std::chrono::steady_clock::now();
-  return [&log, id, started](const std::string& what) {
+  return [&log, id, started, listener = std::move(listener)](const std::string& what) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     log.info(id, "provisioning: " + what + " (" + std::to_string(ms.count()) + " ms)");
+    if (listener) listener(what, ms.count());
   };
 }
 
@@ -255,16 +256,18 @@ void Provisioner::manufacture(const Uuid& id, ProvisionOptions options, std::fun
   run_steps(manufacture_steps(InstanceTpm{service_, id}, job, progress_logger(id)), 0, std::move(done));
 }
 
-void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done) {
+void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done,
+                            StepListener listener) {
   if (const Instance* instance = registry_.find(id); instance != nullptr && instance->version == TpmVersion::k12) {
-    return provision_tpm12(id, options.ek_certificates, std::move(done));
+    return provision_tpm12(id, options.ek_certificates, std::move(done), std::move(listener));
   }
   auto job = std::make_shared<ProvisionJob>();
   job->options = std::move(options);
   const auto alive = std::weak_ptr<int>(alive_);
-  auto run = [this, alive, id, job, done = std::move(done)](bool from_pool) mutable {
+  auto run = [this, alive, id, job, done = std::move(done), listener = std::move(listener)](bool from_pool) mutable {
     const InstanceTpm tpm{service_, id};
-    const Progress progress = progress_logger(id);
+    const Progress progress = progress_logger(id, listener);
+    if (from_pool) progress("banks and EKs taken from the warm pool");
     Steps steps = from_pool ? std::make_shared<std::vector<Step>>() : manufacture_steps(tpm, job, progress);
     append_certify_steps(steps, tpm, job, ca_, progress);
     run_steps(steps, 0, [this, alive, id, job, from_pool, done = std::move(done)](Status s) {
@@ -293,7 +296,8 @@ void Provisioner::provision(const Uuid& id, ProvisionOptions options, std::funct
                });
 }
 
-void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::function<void(Result<std::string>)> done) {
+void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::function<void(Result<std::string>)> done,
+                                  StepListener listener) {
   auto nonce = std::make_shared<tpm12::Nonce>();
   if (Status s = ca_.drbg().fill(*nonce); !s) return done(s.error());
   struct Job {
@@ -304,6 +308,7 @@ void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::func
   auto job = std::make_shared<Job>();
   const auto started = std::chrono::steady_clock::now();
   const InstanceTpm tpm{service_, id};
+  const Progress progress = progress_logger(id, std::move(listener));
   // A TPM 1.2 command whose response must carry return code 0 (or one in `accept`).
   auto plain = [tpm](std::string what, Bytes command, std::vector<std::uint32_t> accept = {}) -> Step {
     return [tpm, what = std::move(what), command = std::move(command), accept = std::move(accept)](Next next) {
@@ -322,8 +327,8 @@ void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::func
   steps->push_back(plain("TSC_PhysicalPresence(PRESENT)", tpm12::tsc_physical_presence(tpm12::kPhysicalPresencePresent)));
   steps->push_back(plain("TPM_PhysicalEnable", tpm12::physical_enable()));
   steps->push_back(plain("TPM_PhysicalSetDeactivated(FALSE)", tpm12::physical_set_deactivated(false)));
-  steps->push_back([tpm, nonce, job](Next next) {
-    tpm.send12("TPM_CreateEndorsementKeyPair", tpm12::create_endorsement_key_pair(*nonce), [nonce, job](const Bytes& r) -> Status {
+  steps->push_back([tpm, nonce, job, progress](Next next) {
+    tpm.send12("TPM_CreateEndorsementKeyPair", tpm12::create_endorsement_key_pair(*nonce), [nonce, job, progress](const Bytes& r) -> Status {
       auto ek = tpm12::parse_create_endorsement_key_pair(r);
       if (!ek) return ek.error();
       // The TPM proves the key is fresh: checksum = SHA-1(pubkey || antiReplay).
@@ -334,6 +339,7 @@ void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::func
         return make_error(ErrorCode::kTpmFailure, "TPM_CreateEndorsementKeyPair: checksum does not match the nonce");
       }
       job->modulus = std::move(ek->modulus);
+      progress("rsa EK created");
       return Status::success();
     }, std::move(next));
   });
@@ -353,13 +359,13 @@ void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::func
         return Status::success();
       }, std::move(next));
     });
-    steps->push_back([tpm, job, &ca = ca_, &log = log_, id](Next next) {
+    steps->push_back([tpm, job, &ca = ca_, progress](Next next) {
       tpm2::PublicKey key;
       key.kind = tpm2::EkKind::kRsa2048;
       key.rsa_modulus = job->modulus;
       auto cert = state::issue_ek_certificate(ca, key, job->identity);
       if (!cert) return next(cert.error());
-      log.info(id, "provisioning: TPM 1.2 EK certificate issued (" + std::to_string(cert->der.size()) + " bytes)");
+      progress("rsa EK certificate issued (" + std::to_string(cert->der.size()) + " bytes)");
       job->certificate = tpm12::stored_certificate(cert->der);
       tpm.send12("TPM_NV_DefineSpace(EK certificate)",
                  tpm12::nv_define_space(tpm12::kEkCertIndex, tpm12::kNvPerOwnerRead | tpm12::kNvPerOwnerWrite,

@@ -74,8 +74,13 @@ class Provisioner {
 
   // Provisions a freshly added TPM 2.0 instance; on success the instance's
   // provisioning summary (JSON text) is saved and returned.
+  // Each step's description and the milliseconds since the start, as it completes.
+  using StepListener = std::function<void(const std::string& step, std::int64_t elapsed_ms)>;
+
   // A matching warm-pool member's state is taken instead of manufacturing.
-  void provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done);
+  // `listener` (may be empty) hears each step, for a client's progress line.
+  void provision(const Uuid& id, ProvisionOptions options, std::function<void(Result<std::string>)> done,
+                 StepListener listener = {});
   // Banks and EKs only, no certificates, TPM left started: a warm-pool member.
   void manufacture(const Uuid& id, ProvisionOptions options, std::function<void(Status)> done);
   void set_warm_pool(WarmPool* pool) { pool_ = pool; }
@@ -94,9 +99,10 @@ class Provisioner {
   Registry& registry_;
   state::LocalCa& ca_;
   WarmPool* pool_ = nullptr;
-  void provision_tpm12(const Uuid& id, bool ek_certificate, std::function<void(Result<std::string>)> done);
-  // Logs a provisioning step with the time since this call.
-  std::function<void(const std::string&)> progress_logger(const Uuid& id) const;
+  void provision_tpm12(const Uuid& id, bool ek_certificate, std::function<void(Result<std::string>)> done,
+                       StepListener listener);
+  // Logs a provisioning step with the time since this call, and tells `listener`.
+  std::function<void(const std::string&)> progress_logger(const Uuid& id, StepListener listener = {}) const;
   // Callbacks that outlive the provisioner (answered while the daemon
   // tears the service down) find this expired and touch nothing.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -278,6 +278,30 @@ class ProgressTest(H.DaemonTestCase):
             c.send_line({"v": 1, "id": 3, "method": "hello"})
             self.assertEqual(c.read_line()["id"], 3)  # nothing else was queued before it
 
+    def test_provisioning_add_streams_its_steps(self):
+        with self.d.client() as c:
+            c.send_line({"v": 1, "id": "prov", "method": "add", "progress": True,
+                         "params": {"ek": ["rsa", "ecc"], "ek_certificates": True, "pcr_banks": ["sha256"]}})
+            lines = []
+            while True:
+                lines.append(c.read_line())
+                if "progress" not in lines[-1]:
+                    break
+        reply, notes = lines[-1], [n["progress"] for n in lines[:-1]]
+        uuid = reply["result"]["uuid"]
+        self.assertEqual([n["step"].split(" (")[0] for n in notes],
+                         ["PCR banks allocated", "rsa EK created", "ecc EK created", "rsa EK certificate issued",
+                          "ecc EK certificate issued"])
+        self.assertTrue(all(n["uuid"] == uuid for n in notes))
+        elapsed = [n["elapsed_ms"] for n in notes]
+        self.assertEqual(elapsed, sorted(elapsed))
+        # vtpmctl draws them on a terminal, then prints the UUID.
+        tty = subprocess.run(["script", "-qec", "%s --socket %s add --ek rsa --ek-cert" % (H.VTPMCTL, self.d.socket_path),
+                              "/dev/null"], capture_output=True, timeout=60)
+        self.assertEqual(tty.returncode, 0, tty.stdout)
+        self.assertRegex(tty.stdout, rb"^\rprovisioning: rsa EK created \(\d+ ms\)\s*\rprovisioning: rsa EK certificate "
+                                     rb"issued \(\d+ bytes\) \(\d+ ms\)\s*\r\n[0-9a-f-]{36}")
+
     def test_bulk_add_refuses_what_names_one_instance(self):
         before = self.listed()
         for params in ({"count": 2, "uuid": "6f0c5d1e-8a4b-4c2d-9e3f-0123456789ab"},

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -71,7 +72,16 @@ class ProgressLine {
   }
   void operator()(const control::Json& p) {
     if (!tty_ || !p.is_object()) return;
-    std::cerr << "\r" << verb_ << " " << p.value("done", 0) << "/" << p.value("total", 0) << std::flush;
+    std::string text;
+    if (p.contains("step")) {  // one add's provisioning
+      text = "provisioning: " + p.value("step", std::string()) + " (" + std::to_string(p.value("elapsed_ms", 0)) + " ms)";
+    } else {  // a bulk add
+      text = std::string(verb_) + " " + std::to_string(p.value("done", 0)) + "/" + std::to_string(p.value("total", 0));
+    }
+    // Pad over a longer previous line.
+    const std::size_t width = std::max(text.size(), last_width_);
+    last_width_ = text.size();
+    std::cerr << "\r" << text << std::string(width - text.size(), ' ') << std::flush;
     drawn_ = true;
   }
 
@@ -79,12 +89,14 @@ class ProgressLine {
   const char* verb_;
   bool tty_;
   bool drawn_ = false;
+  std::size_t last_width_ = 0;
 };
 
 int run_request(const Invocation& inv) {
   const ClientOptions options{inv.socket_path, inv.timeout};
   ProgressLine progress("added", inv.json);
-  const bool long_request = inv.method == "add" && inv.params.contains("count");
+  // Bulk adds and provisioning adds report progress.
+  const bool long_request = inv.method == "add";
   auto response = long_request ? call(options, inv.method, inv.params, std::ref(progress))
                                : call(options, inv.method, inv.params);
   progress.finish();
