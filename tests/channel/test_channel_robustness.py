@@ -250,7 +250,8 @@ class ChannelRobustnessTest(E.ChannelTestCase):
         fds1, rss1 = settled_fd_count(self.daemon_pid, fds0), rss_kib(self.daemon_pid)
         print("\n  %d CMD_INIT in %.1f s (%.0f/s); fds %d -> %d; RSS %d -> %d KiB"
               % (INIT_CYCLES, elapsed, INIT_CYCLES / elapsed, fds0, fds1, rss0, rss1), file=sys.stderr)
-        self.assertEqual(fds1, fds0)
+        # No more than before: a state file open for a write at the first sample may be closed now.
+        self.assertLessEqual(fds1, fds0)
         self.assert_memory_flat(rss0, rss1)
         E.tools(self.ep, "tpm2_startup", "-c")  # INIT leaves the TPM wanting Startup, as a reset does
         self.assert_instances_work()
@@ -276,7 +277,8 @@ class ChannelRobustnessTest(E.ChannelTestCase):
         fds1, rss1 = settled_fd_count(self.daemon_pid, fds0), rss_kib(self.daemon_pid)
         print("\n  %d connect/disconnect cycles in %.1f s; fds %d -> %d; RSS %d -> %d KiB"
               % (CONNECT_CYCLES, elapsed, fds0, fds1, rss0, rss1), file=sys.stderr)
-        self.assertEqual(fds1, fds0)
+        # No more than before: a state file open for a write at the first sample may be closed now.
+        self.assertLessEqual(fds1, fds0)
         self.assert_memory_flat(rss0, rss1)
         self.assert_instances_work()
 
