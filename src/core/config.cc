@@ -57,14 +57,10 @@ Result<std::string> parse_name_list(const std::string& text, const std::string& 
     return invalid(what + " must name at least one of " + choices);
   }
   std::vector<std::string> seen;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', start), text.size());
-    const std::string name = text.substr(start, comma - start);
+  for (const std::string& name : split_list(text)) {
     if (!known(name)) return invalid(what + ": unknown '" + name + "' (known: " + choices + ")");
     if (std::find(seen.begin(), seen.end(), name) != seen.end()) return invalid(what + ": '" + name + "' given twice");
     seen.push_back(name);
-    start = comma + 1;
   }
   return text;
 }
@@ -229,6 +225,18 @@ Status load_config_file(const std::string& path, Config& config) {
 }
 
 }  // namespace
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> names;
+  if (text.empty()) return names;
+  std::size_t start = 0;
+  while (start <= text.size()) {  // "a," has an empty last name, which the caller refuses
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    names.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return names;
+}
 
 Status apply_config_json(const std::string& text, const std::string& origin, Config& config) {
   const Json doc = Json::parse(text, nullptr, false);

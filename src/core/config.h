@@ -87,6 +87,8 @@ struct CommandLine {
 // wherever it appears.
 Result<CommandLine> parse_command_line(const std::vector<std::string>& args);
 Status apply_config_json(const std::string& text, const std::string& origin, Config& config);
+// The names of a comma-separated list setting (warm_pool_ek, ...); "" has none.
+std::vector<std::string> split_list(const std::string& text);
 const char* usage_text();
 
 }  // namespace vtpm

@@ -359,7 +359,7 @@ void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::func
         return Status::success();
       }, std::move(next));
     });
-    steps->push_back([tpm, job, &ca = ca_, progress](Next next) {
+    steps->push_back([job, &ca = ca_, progress, plain](Next next) {
       tpm2::PublicKey key;
       key.kind = tpm2::EkKind::kRsa2048;
       key.rsa_modulus = job->modulus;
@@ -367,15 +367,9 @@ void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::func
       if (!cert) return next(cert.error());
       progress("rsa EK certificate issued (" + std::to_string(cert->der.size()) + " bytes)");
       job->certificate = tpm12::stored_certificate(cert->der);
-      tpm.send12("TPM_NV_DefineSpace(EK certificate)",
-                 tpm12::nv_define_space(tpm12::kEkCertIndex, tpm12::kNvPerOwnerRead | tpm12::kNvPerOwnerWrite,
-                                        static_cast<std::uint32_t>(job->certificate.size())),
-                 [](const Bytes& r) -> Status {
-                   const std::uint32_t rc = tpm12::response_code(r);
-                   if (rc == 0) return Status::success();
-                   return make_error(ErrorCode::kTpmFailure, "TPM_NV_DefineSpace failed: TPM 1.2 rc " + std::to_string(rc));
-                 },
-                 std::move(next));
+      plain("TPM_NV_DefineSpace(EK certificate)",
+            tpm12::nv_define_space(tpm12::kEkCertIndex, tpm12::kNvPerOwnerRead | tpm12::kNvPerOwnerWrite,
+                                   static_cast<std::uint32_t>(job->certificate.size())))(std::move(next));
     });
     steps->push_back([tpm, job, plain](Next next) {
       // Chunks, each a step of its own, then NV locked: owner auth is
@@ -391,11 +385,7 @@ void Provisioner::provision_tpm12(const Uuid& id, bool ek_certificate, std::func
       run_steps(chunks, 0, std::move(next));
     });
   }
-  steps->push_back([tpm](Next next) {
-    tpm.service.power(tpm.id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
-      next(r ? Status::success() : Status(r.error()));
-    });
-  });
+  steps->push_back([tpm](Next next) { tpm.power_reset(std::move(next)); });
   run_steps(steps, 0, [this, alive = std::weak_ptr<int>(alive_), id, started, ek_certificate,
                        done = std::move(done)](Status s) {
     if (alive.expired()) return;

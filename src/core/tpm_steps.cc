@@ -56,9 +56,13 @@ void InstanceTpm::shutdown_for_guest(Next next) const {
   const InstanceTpm self = *this;
   send("Shutdown(CLEAR)", tpm2::shutdown(true), 0, false, [self, next = std::move(next)](Status s) mutable {
     if (!s) return next(std::move(s));
-    self.service.power(self.id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
-      next(r ? Status::success() : Status(r.error()));
-    });
+    self.power_reset(std::move(next));
+  });
+}
+
+void InstanceTpm::power_reset(Next next) const {
+  service.power(id, PowerAction::kReset, [next = std::move(next)](Result<const Instance*> r) {
+    next(r ? Status::success() : Status(r.error()));
   });
 }
 

@@ -47,6 +47,8 @@ struct InstanceTpm {
   void shutdown_for_guest(Next next) const;
   // _TPM_Init without the automatic Startup: the next Startup is ours.
   void power_cycle(Next next) const;
+  // A TPM reset as at power-on (with the automatic Startup if configured).
+  void power_reset(Next next) const;
   // Defines `index` for `data`, writes it in chunks and write-locks it.
   void write_certificate(TPM2_HANDLE index, std::shared_ptr<const Bytes> data, Next next) const;
 

@@ -36,19 +36,12 @@ std::string directory_of_executable() {
 WarmPoolProfile warm_pool_profile(const Config& config) {
   WarmPoolProfile profile;
   profile.size = config.warm_pool;
-  auto each = [](const std::string& list, auto&& add) {
-    for (std::size_t start = 0; start < list.size();) {
-      const std::size_t comma = std::min(list.find(',', start), list.size());
-      add(std::string_view(list).substr(start, comma - start));
-      start = comma + 1;
-    }
-  };
-  each(config.warm_pool_ek, [&](std::string_view name) {
+  for (const std::string& name : split_list(config.warm_pool_ek)) {
     if (auto kind = tpm2::ek_from_name(name)) profile.endorsement_keys.push_back(*kind);
-  });
-  each(config.warm_pool_pcr_banks, [&](std::string_view name) {
+  }
+  for (const std::string& name : split_list(config.warm_pool_pcr_banks)) {
     if (auto alg = tpm2::bank_from_name(name)) profile.pcr_banks.push_back(*alg);
-  });
+  }
   return profile;
 }
 

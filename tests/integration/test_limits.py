@@ -14,6 +14,23 @@ import harness  # noqa: E402
 import tpmcmd as T  # noqa: E402
 
 
+
+def connect(path):
+    """A guest-channel connection to the swtpm-compatible socket at *path*."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def works(s):
+    """Whether the connection answers a GetRandom (vtpmd closes one over the limit)."""
+    try:
+        s.sendall(T.get_random(8))
+        return len(s.recv(4096)) > 10
+    except OSError:
+        return False
+
 class LimitsTest(harness.DaemonTestCase):
 
     def test_a_guest_over_its_rate_waits_and_others_do_not(self):
@@ -76,20 +93,6 @@ class LimitsTest(harness.DaemonTestCase):
         u = d.result("add", auto_startup=True, swtpm_path=path)["uuid"]
         other_path = os.path.join(d.tmp, "other")
         other = d.result("add", auto_startup=True, swtpm_path=other_path)["uuid"]
-        command = T.get_random(8)
-
-        def connect(p):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(10)
-            s.connect(p)
-            return s
-
-        def works(s):
-            try:
-                s.sendall(command)
-                return len(s.recv(4096)) > 10
-            except OSError:
-                return False
 
         held = [connect(path) for _ in range(4)]
         self.addCleanup(lambda: [s.close() for s in held])
@@ -113,23 +116,9 @@ class LimitsTest(harness.DaemonTestCase):
         path = os.path.join(d.tmp, "one")
         u = d.ctl_ok("add", "--auto-startup", "--swtpm-path", path, "--max-connections", "1").strip()
         self.assertEqual(d.result("show", uuid=u)["limits"]["max_connections"], 1)
-
-        def connect():
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(10)
-            s.connect(path)
-            return s
-
-        def works(s):
-            try:
-                s.sendall(T.get_random(8))
-                return len(s.recv(4096)) > 10
-            except OSError:
-                return False
-
-        with connect() as first:
+        with connect(path) as first:
             self.assertTrue(works(first))
-            with connect() as second:
+            with connect(path) as second:
                 self.assertFalse(works(second))
         self.assertIn("(limit 1, max_connections)", d.log())
         # vtpmctl set raises it; it is saved with the instance and survives a restart.
@@ -137,7 +126,7 @@ class LimitsTest(harness.DaemonTestCase):
         d.stop()
         d.restart()
         self.assertEqual(d.result("show", uuid=u)["limits"]["max_connections"], 2)
-        with connect() as first, connect() as second:
+        with connect(path) as first, connect(path) as second:
             self.assertTrue(works(first) and works(second))
         # 0: back to the daemon's default; bad values are refused.
         d.ctl_ok("set", u, "--max-connections", "0")

@@ -681,14 +681,4 @@ def _per_instance_idle(doc):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except nvb.BenchError as e:
-        print("\ncompare: %s" % e, file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("\ncompare: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except nvb.Terminated as e:
-        print("\ncompare: terminated by signal %d" % e.signum, file=sys.stderr)
-        sys.exit(128 + e.signum)
+    nvb.run_main(main, "compare")

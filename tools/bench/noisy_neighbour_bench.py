@@ -527,14 +527,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except B.BenchError as e:
-        print("\nnoisy_neighbour_bench: %s" % e, file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("\nnoisy_neighbour_bench: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except B.Terminated as e:
-        print("\nnoisy_neighbour_bench: terminated by signal %d" % e.signum, file=sys.stderr)
-        sys.exit(128 + e.signum)
+    B.run_main(main, "noisy_neighbour_bench")

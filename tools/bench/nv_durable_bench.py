@@ -971,15 +971,21 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def run_main(entry, name):
+    """Runs a benchmark's *entry* and exits with its status; a BenchError,
+    an interrupt or a termination signal ends it with one line naming *name*."""
     try:
-        sys.exit(main())
+        sys.exit(entry())
     except BenchError as e:
-        print("\nnv_durable_bench: %s" % e, file=sys.stderr)
+        print("\n%s: %s" % (name, e), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("\nnv_durable_bench: interrupted", file=sys.stderr)
+        print("\n%s: interrupted" % name, file=sys.stderr)
         sys.exit(130)
     except Terminated as e:
-        print("\nnv_durable_bench: terminated by signal %d" % e.signum, file=sys.stderr)
+        print("\n%s: terminated by signal %d" % (name, e.signum), file=sys.stderr)
         sys.exit(128 + e.signum)
+
+
+if __name__ == "__main__":
+    run_main(main, "nv_durable_bench")
