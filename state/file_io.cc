@@ -70,10 +70,10 @@ Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes
 
 Result<bool> write_in_place(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step) {
   bool created = true;
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd.valid() && errno == EEXIST) {
     created = false;
-    fd = Fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    fd = Fd(::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
   }
   if (!fd.valid()) return io_error("open", path);
   std::size_t done = 0;

@@ -27,7 +27,7 @@ char slot_letter(std::uint64_t n) { return (n & 1) == 0 ? 'a' : 'b'; }
 }  // namespace
 
 StateStore::StateStore(std::string directory, RootOfTrust& root, CrashPoints crash)
-    : directory_(std::move(directory)), root_(root), crash_(std::move(crash)) {}
+    : directory_(std::move(directory)), spares_(directory_), root_(root), crash_(std::move(crash)) {}
 
 std::string StateStore::blob_path(const Uuid& id, std::uint64_t generation) const {
   return directory_ + "/" + id.to_string() + "." + slot_letter(generation) + std::string(kBlobSuffix);
@@ -75,6 +75,7 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
         continue;
       }
       if (name == "manifest.a" || name == "manifest.b") has_manifest = true;
+      if (spares_.adopt(name)) continue;
       // <uuid>.a.vtpm or <uuid>.b.vtpm
       if (!name.ends_with(kBlobSuffix) || name.size() < kBlobSuffix.size() + 2) continue;
       const std::string_view stem = std::string_view(name).substr(0, name.size() - kBlobSuffix.size() - 2);
@@ -163,6 +164,7 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
   epoch_requested_ = true;
   last_advance_ = std::chrono::steady_clock::now();
   if (Status s = commit(out.manifest, true); !s) return s.error();
+  if (Status s = spares_.refill(); !s) out.notes.push_back("cannot create spare state files: " + s.error().message);
   if (target_ != counter_) {
     return make_error(ErrorCode::kUnavailable, "cannot advance the root of trust's counter: " + counter_status().problem);
   }
@@ -242,11 +244,11 @@ void StateStore::open_blobs(OpenedState& out, const std::vector<Uuid>& blob_file
 
 Result<StateStore::BlobWritten> StateStore::write_blob(const Uuid& id, std::uint64_t generation,
                                                       std::span<const std::uint8_t> sealed) const {
-  auto created = write_in_place(blob_path(id, generation), sealed, [this](const char* step) {
-    crash_.reached(std::string("blob-") + step);
-  });
+  const std::string path = blob_path(id, generation);
+  const bool renamed = !file_exists(path) && spares_.take(path);
+  auto created = write_in_place(path, sealed, [this](const char* step) { crash_.reached(std::string("blob-") + step); });
   if (!created) return created.error();
-  return BlobWritten{sha256(sealed), *created};
+  return BlobWritten{sha256(sealed), *created || renamed};
 }
 
 Status StateStore::commit(Manifest manifest, bool new_files) {
@@ -353,7 +355,7 @@ Status StateStore::shred(const Uuid& id) const {
       if (Status s = write_all(fd.get(), zeros, path); !s) return s;
       if (::fdatasync(fd.get()) != 0) return io_error("fdatasync", path);
     }
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return io_error("unlink", path);
+    if (Status s = spares_.recycle(path); !s) return s;
   }
   return sync_directory(directory_);
 }

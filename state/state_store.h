@@ -31,6 +31,7 @@
 #include "state/key_hierarchy.h"
 #include "state/manifest.h"
 #include "state/root_of_trust.h"
+#include "state/spare_files.h"
 
 namespace vtpm::state {
 
@@ -88,7 +89,12 @@ class StateStore {
     std::string problem;         // the last failure while the counter is behind; empty when in step
   };
   CounterStatus counter_status() const;  // any thread
-  // Overwrites the blob with zeros, syncs, unlinks (best effort
+  // Creates spare blob files up to their target (state/spare_files.h);
+  // blocks on the disk: threadpool. spares_wanted(): any thread.
+  Status refill_spares() { return spares_.refill(); }
+  bool spares_wanted() const { return spares_.wanted(); }
+  std::size_t spares_ready() const { return spares_.ready(); }
+  // Overwrites the blob with zeros, syncs, recycles it as a spare or unlinks it (best effort
   // against recovery from the medium: the key salt is gone with the
   // manifest entry, so the ciphertext is undecryptable anyway).
   Status shred(const Uuid& id) const;
@@ -107,6 +113,7 @@ class StateStore {
   Result<InstanceRecord> open_instance(const Uuid& id, ManifestEntry& entry, std::vector<std::string>& notes) const;
 
   std::string directory_;
+  mutable SpareFiles spares_;
   RootOfTrust& root_;
   CrashPoints crash_;
   MasterKey master_;

@@ -223,6 +223,7 @@ void Persister::commit_done(Status result) {
     committed_ = std::move(commit.next);
     ++commits_;
     for (const auto& id : commit.shred) keys_.erase(id);
+    if (commit.new_files) refill_spares();
   } else {
     log_.error("committing the state manifest failed: " + result.error().message);
   }
@@ -256,8 +257,29 @@ void Persister::when_idle(std::function<void()> done) {
   check_idle();
 }
 
+void Persister::refill_spares() {
+  if (refilling_ || !store_.spares_wanted()) return;
+  refilling_ = true;
+  refill_request_.data = this;
+  const int rc = uv_queue_work(
+      loop_, &refill_request_,
+      [](uv_work_t* req) {
+        auto* self = static_cast<Persister*>(req->data);
+        if (Status s = self->store_.refill_spares(); !s) {
+          self->log_.warn("cannot create spare state files (new instances' first writes are slower): " +
+                          s.error().message);
+        }
+      },
+      [](uv_work_t* req, int) {
+        auto* self = static_cast<Persister*>(req->data);
+        self->refilling_ = false;
+        self->check_idle();
+      });
+  if (rc != 0) refilling_ = false;
+}
+
 void Persister::check_idle() {
-  if (batch_ || !pending_.empty()) return;
+  if (batch_ || !pending_.empty() || refilling_) return;
   auto waiters = std::move(idle_waiters_);
   idle_waiters_.clear();
   for (auto& w : waiters) w();

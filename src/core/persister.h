@@ -77,6 +77,9 @@ class Persister {
   void commit_done(Status result);
   void finish_batch(Status result);
   void check_idle();
+  // After a commit that used spare blob files: make new ones in the
+  // background (state/spare_files.h), one job at a time.
+  void refill_spares();
 
   uv_loop_t* loop_;
   state::StateStore& store_;
@@ -87,6 +90,8 @@ class Persister {
   std::unique_ptr<Batch> batch_;  // the batch in flight, if any
   std::unordered_map<Uuid, std::pair<state::KeySalt, state::SecretKey>> keys_;  // derived instance keys
   std::vector<std::function<void()>> idle_waiters_;
+  uv_work_t refill_request_{};
+  bool refilling_ = false;
   std::uint64_t writes_ = 0;
   std::uint64_t failures_ = 0;
   std::uint64_t commits_ = 0;

@@ -361,6 +361,42 @@ TEST_CASE("state_store: a blob of an uncommitted add is discarded; a removed ins
   CHECK_FALSE(second.any_file_of(uuid_of(3)));
 }
 
+std::size_t count_spares(const std::string& dir) {
+  std::size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.path().filename().string().starts_with("spare.") ? 1 : 0;
+  return n;
+}
+
+TEST_CASE("state_store: new slot files are spares renamed into place; removed ones become spares") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    CHECK(count_spares(dir.path()) == SpareFiles::kTarget);  // made at open
+    first.save(record_for(uuid_of(1), 1));                   // generation 1: slot b, from a spare
+    CHECK(count_spares(dir.path()) == SpareFiles::kTarget - 1);
+    CHECK(fs::file_size(first.blob(uuid_of(1))) < SpareFiles::kFileSize);  // cut to the blob's length
+    first.save(record_for(uuid_of(1), 0x11));  // generation 2: slot a, another spare
+    first.save(record_for(uuid_of(1), 0x12));  // generation 3: slot b again, in place
+    CHECK(count_spares(dir.path()) == SpareFiles::kTarget - 2);
+    first.save(record_for(uuid_of(2), 2), /*commit=*/false);  // an add interrupted before its commit
+    first.remove(uuid_of(1));  // both slot files shredded and recycled
+    CHECK(count_spares(dir.path()) == SpareFiles::kTarget - 1);
+    CHECK_FALSE(first.any_file_of(uuid_of(1)));
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.quarantined.empty());
+  CHECK(s.records.empty());
+  CHECK_FALSE(second.any_file_of(uuid_of(2)));  // discarded (and recycled), never adopted
+  CHECK(count_spares(dir.path()) == SpareFiles::kTarget);
+  second.save(record_for(uuid_of(3), 3));
+  Session third(dir.path());
+  const OpenedState t = third.open_ok();
+  REQUIRE(t.records.size() == 1);
+  CHECK(t.records[0].blobs.permanent == Bytes(128, 3));
+}
+
 TEST_CASE("state_store: a commit interrupted before the counter increment is completed at start") {
   TempDir dir;
   {
