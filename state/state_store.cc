@@ -330,9 +330,13 @@ StateStore::CounterStatus StateStore::counter_status() const {
 }
 
 Status StateStore::reseal(const SealPolicy& policy) {
-  auto sealed = root_.reseal(master_.key, policy);
+  auto sealed = seal_master_key(policy);
   if (!sealed) return sealed.error();
-  if (Status s = store_master_key(directory_ + "/" + kMasterKeyName, root_.kind(), master_.epoch, *sealed); !s) {
+  return store_sealed_master_key(*sealed);
+}
+
+Status StateStore::store_sealed_master_key(std::span<const std::uint8_t> sealed) {
+  if (Status s = store_master_key(directory_ + "/" + kMasterKeyName, root_.kind(), master_.epoch, sealed); !s) {
     return s;
   }
   // Copies of the directory holding the old sealed key become old too.

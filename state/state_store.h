@@ -82,7 +82,11 @@ class StateStore {
   void request_new_epoch() { epoch_requested_ = true; }
   // Reseals the master key under `policy` and rewrites master.key; the
   // next commit starts a new epoch. Threadpool; concurrent with commit.
+  // In two steps for a caller that reports progress: the root of trust's
+  // part (seconds on a real TPM), then the file.
   Status reseal(const SealPolicy& policy);
+  Result<Bytes> seal_master_key(const SealPolicy& policy) { return root_.reseal(master_.key, policy); }
+  Status store_sealed_master_key(std::span<const std::uint8_t> sealed);
   struct CounterStatus {
     std::uint64_t value = 0;     // the root of trust's counter as last seen
     std::uint64_t failures = 0;  // failed reads/increments since start

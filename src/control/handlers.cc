@@ -96,14 +96,16 @@ void Handlers::dispatch(const std::string& method, const Json& params, Reply rep
   if (method == "add" && params.contains("count")) return add_many(params, std::move(reply), std::move(progress));
   // A provisioning add reports its steps (key generation takes a while).
   if (method == "add") return add(params, std::move(reply), std::move(progress));
+  if (method == "import") return import_instance(params, std::move(reply), std::move(progress));
+  if (method == "reseal") return reseal(params, std::move(reply), std::move(progress));
   using Method = void (Handlers::*)(const Json&, Reply);
   static const std::pair<const char*, Method> kMethods[] = {
       {"hello", &Handlers::hello}, {"status", &Handlers::status},
       {"remove", &Handlers::remove}, {"list", &Handlers::list},   {"show", &Handlers::show},
       {"exec", &Handlers::exec},   {"power", &Handlers::power},   {"cancel", &Handlers::cancel},
       {"attach", &Handlers::attach}, {"detach", &Handlers::detach},
-      {"export", &Handlers::export_instance}, {"import", &Handlers::import_instance},
-      {"set", &Handlers::set}, {"reseal", &Handlers::reseal}, {"measure", &Handlers::measure},
+      {"export", &Handlers::export_instance},
+      {"set", &Handlers::set}, {"measure", &Handlers::measure},
       {"eventlog", &Handlers::eventlog}, {"ca-cert", &Handlers::ca_cert}, {"reset", &Handlers::reset},
       {"stats", &Handlers::stats}, {"metrics", &Handlers::metrics}};
   for (const auto& [name, handler] : kMethods) {
@@ -174,7 +176,7 @@ void Handlers::metrics(const Json& params, Reply reply) {
   reply(Json{{"content_type", "text/plain; version=0.0.4"}, {"text", prometheus(per_instance->value_or(false))}});
 }
 
-void Handlers::reseal(const Json& params, Reply reply) {
+void Handlers::reseal(const Json& params, Reply reply, Progress progress) {
   if (Status s = only_params(params, {"pcrs", "pcr_values", "authorized"}); !s) return reply(s.error());
   state::SealPolicy policy;
   if (params.contains("pcrs")) {
@@ -194,7 +196,13 @@ void Handlers::reseal(const Json& params, Reply reply) {
     policy.authorized = params["authorized"].get<bool>();
   }
   if (!facts_.reseal) return reply(make_error(ErrorCode::kUnsupported, "reseal is not available"));
-  facts_.reseal(std::move(policy), std::move(reply));
+  std::function<void(const std::string&, std::int64_t)> listener;
+  if (progress) {
+    listener = [progress](const std::string& step, std::int64_t elapsed_ms) {
+      progress(Json{{"step", step}, {"elapsed_ms", elapsed_ms}});
+    };
+  }
+  facts_.reseal(std::move(policy), std::move(reply), std::move(listener));
 }
 
 Json Handlers::hardening_json() const {
@@ -531,7 +539,8 @@ void Handlers::export_instance(const Json& params, Reply reply) {
   });
 }
 
-void Handlers::import_instance(const Json& params, Reply reply) {
+void Handlers::import_instance(const Json& params, Reply reply, Progress progress) {
+  const std::uint64_t started_us = uv_hrtime() / 1000;
   if (Status s = only_params(params, {"bundle", "transport_key"}); !s) return reply(s.error());
   auto key = transport_key_param(params);
   if (!key) return reply(key.error());
@@ -542,10 +551,22 @@ void Handlers::import_instance(const Json& params, Reply reply) {
   if (!bundle) return reply(make_error(ErrorCode::kInvalidArgument, "bundle: " + bundle.error().message));
   auto record = state::open_export(*bundle, *key);
   if (!record) return reply(record.error());
-  service_.import_instance(std::move(*record), [this, reply = std::move(reply)](Result<const Instance*> r) {
-    if (!r) return reply(r.error());
-    reply(instance_json(**r, service_, swtpm_, facts_));
-  });
+  // Steps: the bundle opened (authenticated, decoded), the state loaded by
+  // the engine (a TPM 1.2 worker: a quarter second), durable.
+  std::function<void(const std::string&)> step;
+  if (progress) {
+    step = [progress, started_us, id = record->uuid.to_string()](const std::string& name) {
+      progress(Json{{"uuid", id}, {"step", name}, {"elapsed_ms", (uv_hrtime() / 1000 - started_us) / 1000}});
+    };
+    step("opened");
+  }
+  service_.import_instance(
+      std::move(*record),
+      [this, reply = std::move(reply)](Result<const Instance*> r) {
+        if (!r) return reply(r.error());
+        reply(instance_json(**r, service_, swtpm_, facts_));
+      },
+      step);
 }
 
 }  // namespace vtpm::control

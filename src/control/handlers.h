@@ -20,7 +20,10 @@ struct DaemonFacts {
   std::int64_t started_unix = 0;
   std::function<std::size_t()> connections;
   std::function<Json()> root_of_trust;                                // status section
-  std::function<void(state::SealPolicy, std::function<void(Result<Json>)>)> reseal;
+  // The third argument hears each finished step (may be empty).
+  std::function<void(state::SealPolicy, std::function<void(Result<Json>)>,
+                     std::function<void(const std::string& step, std::int64_t elapsed_ms)>)>
+      reseal;
   std::function<std::string()> seccomp;  // the system-call filter in force (src/daemon/sandbox.h)
   bool core_dumps = false;      // --allow-core-dumps
   std::function<Json()> warm_pool;  // status section
@@ -48,7 +51,7 @@ class Handlers {
   std::string prometheus(bool per_instance) const;
 
   // Runs `method`; `reply` is called exactly once (maybe synchronously).
-  // Methods that report progress (add with `count`) call `progress`.
+  // Methods that report progress (add, import, reseal) call `progress`.
   void dispatch(const std::string& method, const Json& params, Reply reply, Progress progress = {});
 
   static Json instance_json(const Instance& instance, const Service& service, const swtpm::SwtpmBackend& swtpm,
@@ -72,9 +75,9 @@ class Handlers {
   void attach(const Json& params, Reply reply);
   void detach(const Json& params, Reply reply);
   void export_instance(const Json& params, Reply reply);
-  void import_instance(const Json& params, Reply reply);
+  void import_instance(const Json& params, Reply reply, Progress progress = {});
   void set(const Json& params, Reply reply);
-  void reseal(const Json& params, Reply reply);
+  void reseal(const Json& params, Reply reply, Progress progress = {});
   void measure(const Json& params, Reply reply);
   void eventlog(const Json& params, Reply reply);
   void ca_cert(const Json& params, Reply reply);

@@ -507,7 +507,8 @@ void Service::export_instance(const Uuid& id, RecordCallback done) {
   });
 }
 
-void Service::import_instance(state::InstanceRecord record, InstanceCallback done) {
+void Service::import_instance(state::InstanceRecord record, InstanceCallback done,
+                              std::function<void(const std::string&)> step) {
   if (shutting_down_) return done(make_error(ErrorCode::kUnavailable, "daemon is shutting down"));
   if (record.blobs.permanent.empty()) return done(make_error(ErrorCode::kInvalidArgument, "the record has no TPM state"));
   if (Status fits = refuse_oversized(record, record.max_state_size); !fits) {
@@ -532,7 +533,8 @@ void Service::import_instance(state::InstanceRecord record, InstanceCallback don
   auto added = registry_.add(std::move(incoming));
   if (!added) return done(added.error());
   (*added)->removing = true;  // not usable until hosted and durable
-  engine_.attach(id, (*added)->params(), std::move(record.blobs), [this, id, done = std::move(done)](engine::Completion&& c) {
+  engine_.attach(id, (*added)->params(), std::move(record.blobs), [this, id, done = std::move(done),
+                                                                   step = std::move(step)](engine::Completion&& c) {
     Instance* i = registry_.find(id);
     if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during import"));
     auto undo = [this, id, done](Error why) {
@@ -542,11 +544,13 @@ void Service::import_instance(state::InstanceRecord record, InstanceCallback don
       done(std::move(why));
     };
     if (!c.ok) return undo(make_error(ErrorCode::kCorrupt, "the imported TPM state cannot be hosted: " + c.message));
-    persister_.save(i->record(false), [this, id, done, undo](Status saved) {
+    if (step) step("loaded");
+    persister_.save(i->record(false), [this, id, done, undo, step](Status saved) {
       Instance* again = registry_.find(id);
       if (again == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during import"));
       if (!saved) return undo(make_error(ErrorCode::kIo, "the imported instance could not be saved: " + saved.error().message));
       again->removing = false;
+      if (step) step("durable");
       log_.info(id, std::string("imported TPM ") + tpm_version_name(again->version) + " instance on " +
                         engine_.placement(id));
       done(static_cast<const Instance*>(again));

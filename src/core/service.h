@@ -113,7 +113,9 @@ class Service {
   void export_instance(const Uuid& id, RecordCallback done);
   // Creates an instance from an exported record, under its own UUID; it
   // resumes the exported volatile state. Answers once it is durable.
-  void import_instance(state::InstanceRecord record, InstanceCallback done);
+  // `step` (may be empty) hears "loaded" and "durable".
+  void import_instance(state::InstanceRecord record, InstanceCallback done,
+                       std::function<void(const std::string&)> step = {});
   // Saves the instance's volatile state with the rest, durably (swtpm's
   // STORE_VOLATILE): a crash before the next change of persistent state
   // resumes from it. The next save without it (any NV change) drops it.

@@ -145,8 +145,9 @@ Status Daemon::start() {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   facts.connections = [this] { return server_ ? server_->connections() : 0; };
   facts.root_of_trust = [this] { return root_control_->status(); };
-  facts.reseal = [this](state::SealPolicy policy, std::function<void(Result<control::Json>)> reply) {
-    root_control_->reseal(std::move(policy), std::move(reply));
+  facts.reseal = [this](state::SealPolicy policy, std::function<void(Result<control::Json>)> reply,
+                        RootOfTrustControl::StepListener listener) {
+    root_control_->reseal(std::move(policy), std::move(reply), std::move(listener));
   };
   facts.seccomp = [this] { return seccomp_in_force_; };
   facts.core_dumps = config_.allow_core_dumps;

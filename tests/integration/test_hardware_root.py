@@ -98,9 +98,16 @@ class HardwareRootTest(DaemonTestCase):
         self.assertEqual(self.tpm.pcr(7), predicted)
         d.start()
         self.assertEqual(d.result("show", uuid=uuid)["state"], "running")
-        # And to a different selection, at the current values.
-        out = d.ctl_ok("reseal", "--pcrs", "sha256:0,7")
-        self.assertIn("PCRs sha256:0,7", out)
+        # And to a different selection, at the current values; a client
+        # that asks hears the two steps (the TPM's part, then the file).
+        with d.client() as c:
+            c.send_line({"v": 1, "id": "rs", "method": "reseal", "progress": True,
+                         "params": {"pcrs": "sha256:0,7"}})
+            lines = [c.read_line()]
+            while "progress" in lines[-1]:
+                lines.append(c.read_line())
+        self.assertEqual([n["progress"]["step"] for n in lines[:-1]], ["sealed", "written"])
+        self.assertIn("PCRs sha256:0,7", lines[-1]["result"]["policy"])
         d.stop()
         d.start()
         self.assertEqual(self.status_root(d)["policy"], "PCRs sha256:0,7")

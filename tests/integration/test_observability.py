@@ -321,6 +321,48 @@ class ProgressTest(H.DaemonTestCase):
         self.assertRegex(tty.stdout, rb"^\rprovisioning: rsa EK created \(\d+ ms\)\s*\rprovisioning: rsa EK certificate "
                                      rb"issued \(\d+ bytes\) \(\d+ ms\)\s*\r\n[0-9a-f-]{36}")
 
+    def read_until_reply(self, c):
+        lines = []
+        while True:
+            lines.append(c.read_line())
+            if "progress" not in lines[-1]:
+                return lines[-1], [n["progress"] for n in lines[:-1]]
+
+    def test_import_streams_its_steps(self):
+        uuid = self.d.result("add", tpm="1.2")["uuid"]
+        key = os.urandom(32)
+        bundle = self.d.result("export", uuid=uuid, transport_key=key.hex())["bundle"]
+        self.d.result("remove", uuid=uuid)
+        with self.d.client() as c:
+            c.send_line({"v": 1, "id": "imp", "method": "import", "progress": True,
+                         "params": {"bundle": bundle, "transport_key": key.hex()}})
+            reply, notes = self.read_until_reply(c)
+        self.assertEqual(reply["result"]["uuid"], uuid)
+        self.assertEqual([n["step"] for n in notes], ["opened", "loaded", "durable"])
+        self.assertTrue(all(n["uuid"] == uuid for n in notes))
+        elapsed = [n["elapsed_ms"] for n in notes]
+        self.assertEqual(elapsed, sorted(elapsed))
+        # A bundle that does not open: the error, no step.
+        with self.d.client() as c:
+            c.send_line({"v": 1, "id": "bad", "method": "import", "progress": True,
+                         "params": {"bundle": bundle, "transport_key": os.urandom(32).hex()}})
+            reply, notes = self.read_until_reply(c)
+        self.assertEqual(notes, [])
+        self.assertIn("error", reply)
+        # vtpmctl draws the steps on a terminal.
+        self.d.result("remove", uuid=uuid)
+        path = os.path.join(self.d.tmp, "bundle.vtpmx")
+        with open(path, "wb") as f:
+            f.write(bytes.fromhex(bundle))
+        key_path = os.path.join(self.d.tmp, "transport.key")
+        with open(key_path, "wb") as f:
+            f.write(key)
+        tty = subprocess.run(["script", "-qec", "%s --socket %s import %s --transport-key %s" % (
+            H.VTPMCTL, self.d.socket_path, path, key_path), "/dev/null"], capture_output=True, timeout=60)
+        self.assertEqual(tty.returncode, 0, tty.stdout)
+        self.assertRegex(tty.stdout, rb"^\rimporting: opened \(\d+ ms\)\s*\rimporting: loaded \(\d+ ms\)\s*"
+                                     rb"\rimporting: durable \(\d+ ms\)\s*\r\nimported " + uuid.encode())
+
     def test_bulk_add_refuses_what_names_one_instance(self):
         before = self.listed()
         for params in ({"count": 2, "uuid": "6f0c5d1e-8a4b-4c2d-9e3f-0123456789ab"},

@@ -63,7 +63,9 @@ Status write_binary(const std::string& path, const control::Json& result, const 
 // noise.
 class ProgressLine {
  public:
-  ProgressLine(const char* verb, bool json) : verb_(verb), tty_(!json && ::isatty(2) == 1) {}
+  // `verb`: a bulk add's count ("added 3/10"); `steps`: one operation's steps ("importing: loaded").
+  ProgressLine(const char* verb, const char* steps, bool json)
+      : verb_(verb), steps_(steps), tty_(!json && ::isatty(2) == 1) {}
   ~ProgressLine() { finish(); }
   // Ends the line before the answer is printed.
   void finish() {
@@ -73,8 +75,8 @@ class ProgressLine {
   void operator()(const control::Json& p) {
     if (!tty_ || !p.is_object()) return;
     std::string text;
-    if (p.contains("step")) {  // one add's provisioning
-      text = "provisioning: " + p.value("step", std::string()) + " (" + std::to_string(p.value("elapsed_ms", 0)) + " ms)";
+    if (p.contains("step")) {  // the steps of one add's provisioning, an import or a reseal
+      text = std::string(steps_) + ": " + p.value("step", std::string()) + " (" + std::to_string(p.value("elapsed_ms", 0)) + " ms)";
     } else {  // a bulk add
       text = std::string(verb_) + " " + std::to_string(p.value("done", 0)) + "/" + std::to_string(p.value("total", 0));
     }
@@ -87,6 +89,7 @@ class ProgressLine {
 
  private:
   const char* verb_;
+  const char* steps_;
   bool tty_;
   bool drawn_ = false;
   std::size_t last_width_ = 0;
@@ -94,9 +97,10 @@ class ProgressLine {
 
 int run_request(const Invocation& inv) {
   const ClientOptions options{inv.socket_path, inv.timeout};
-  ProgressLine progress("added", inv.json);
-  // Bulk adds and provisioning adds report progress.
-  const bool long_request = inv.method == "add";
+  const char* steps = inv.method == "import" ? "importing" : inv.method == "reseal" ? "resealing" : "provisioning";
+  ProgressLine progress("added", steps, inv.json);
+  // Bulk adds, provisioning adds, imports and reseals report progress.
+  const bool long_request = inv.method == "add" || inv.method == "import" || inv.method == "reseal";
   auto response = long_request ? call(options, inv.method, inv.params, std::ref(progress))
                                : call(options, inv.method, inv.params);
   progress.finish();
