@@ -17,8 +17,14 @@ namespace vtpm::engine {
 class EngineLoop {
  public:
   using Deliver = std::function<void(Completion&&)>;
+  using Flush = std::function<void()>;
 
-  EngineLoop(MultiplexerOptions options, Deliver deliver);
+  // Without `flush`, each delivered completion is final. With it,
+  // `deliver` may only queue, and `flush` tells the consumer to collect:
+  // called when the engine runs out of work, before it waits, and while
+  // it stays busy at least every kFlushEvery completions or kFlushAfter
+  // after the oldest unflushed one (see run()).
+  EngineLoop(MultiplexerOptions options, Deliver deliver, Flush flush = {});
 
   // Thread-safe. A kCancel job is not queued: it drops the instance's queued
   // jobs and aborts its running command, then completes itself.
@@ -31,6 +37,8 @@ class EngineLoop {
  private:
   void drain_inbox();
   void handle_cancel(Job job);
+  void delivered();     // after deliver_: flush if due
+  void flush_if_any();  // before waiting, and when the work ran out
 
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -39,6 +47,9 @@ class EngineLoop {
   bool stopping_ = false;                                  // guarded by mutex_
   Multiplexer mux_;  // engine thread only
   Deliver deliver_;
+  Flush flush_;
+  std::size_t unflushed_ = 0;        // engine thread only
+  Clock::time_point oldest_unflushed_;  // engine thread only
 };
 
 }  // namespace vtpm::engine

@@ -78,10 +78,10 @@ std::optional<Clock::time_point> Multiplexer::hold_until() const {
   return until;
 }
 
-Completion Multiplexer::run_next(const std::function<void(const Uuid&)>& on_start) {
+Completion Multiplexer::run_next(const OnStart& on_start) {
   const Uuid id = pick_next();
-  if (on_start) on_start(id);
   Hosted& hosted = hosted_.at(id);
+  if (on_start) on_start(id, hosted.queue.front().job, hosted.params.version);
   Pending pending = std::move(hosted.queue.front());
   hosted.queue.pop_front();
   // Back of the ring if it has more work: one job per turn.

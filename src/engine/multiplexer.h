@@ -58,7 +58,9 @@ class Multiplexer {
   std::optional<Clock::time_point> hold_until() const;
   // Runs the next job by the round-robin rule. `on_start` learns which
   // instance runs before libtpms is entered. REQUIRES: has_work().
-  Completion run_next(const std::function<void(const Uuid&)>& on_start = {});
+  // `on_start` hears which job is about to run (and its TPM's version).
+  using OnStart = std::function<void(const Uuid&, const Job&, TpmVersion)>;
+  Completion run_next(const OnStart& on_start = {});
   // The instance whose state is in libtpms, if any.
   std::optional<Uuid> loaded() const { return loaded_; }
 

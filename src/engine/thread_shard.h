@@ -10,6 +10,7 @@
 
 #include "src/core/uv_handle.h"
 #include "src/engine/engine_loop.h"
+#include "src/engine/event_fd.h"
 #include "src/engine/shard.h"
 
 namespace vtpm::engine {
@@ -28,7 +29,8 @@ class ThreadShard final : public Shard {
 
   std::string name_ = "engine-thread";
   CompletionSink sink_;
-  UvHandle<uv_async_t> wakeup_;
+  EventFd ready_;                // closed after wakeup_ (members die in reverse order)
+  UvHandle<uv_poll_t> wakeup_;
   std::mutex outbox_mutex_;
   std::vector<Completion> outbox_;  // guarded by outbox_mutex_
   EngineLoop engine_;
