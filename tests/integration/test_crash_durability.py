@@ -63,9 +63,9 @@ FAULT_COUNTS = (1, 3, 17, 150)  # 150: deep into the traffic (many commits)
 KILL_DELAY_S = (0.020, 0.400)
 # A fault round drives traffic until the daemon kills itself; if the
 # point has not been reached after this long, the round fails.
-FAULT_TIMEOUT_S = 60.0
+FAULT_TIMEOUT_S = 60.0 * harness.TIMEOUT_SCALE
 CONNECTIONS = 3
-IO_TIMEOUT_S = 120.0
+IO_TIMEOUT_S = 120.0 * harness.TIMEOUT_SCALE
 
 NV_COUNTER = 0x01500020
 NV_DATA = 0x01500021
