@@ -10,10 +10,11 @@ BUILD_DIR=${1:-build}
 [ $# -gt 0 ] && shift
 
 # clang + libclang-rt-14-dev (libFuzzer): the fuzz targets' build dir (docs/fuzzing.md).
+# valgrind: scripts/valgrind.sh, and its memcheck.h for the libtpms adapter's annotation.
 PACKAGES="meson ninja-build pkg-config g++ python3 python3-cryptography procps
 libuv1-dev libtpms-dev libmbedtls-dev libssl-dev nlohmann-json3-dev doctest-dev
 libtss2-dev libseccomp-dev libxen-dev
-swtpm swtpm-tools tpm2-tools openssl clang libclang-rt-14-dev python3-prometheus-client"
+swtpm swtpm-tools tpm2-tools openssl clang libclang-rt-14-dev python3-prometheus-client valgrind"
 
 missing=""
 for p in $PACKAGES; do
