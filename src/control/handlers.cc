@@ -528,7 +528,8 @@ Result<std::optional<std::optional<std::uint16_t>>> Handlers::vchan_param(const 
   } else {
     return make_error(ErrorCode::kInvalidArgument, expected);
   }
-  if (!facts_.vchan_available || !facts_.vchan_available()) {
+  // Turning it off works anywhere: a daemon without Xen may hold a saved setting.
+  if (client && (!facts_.vchan_available || !facts_.vchan_available())) {
     return make_error(ErrorCode::kUnsupported,
                       "vchan channels need the Xen backend: start vtpmd with --xen-backend on (xen_backend in the config)");
   }
@@ -556,7 +557,8 @@ void Handlers::set(const Json& params, Reply reply) {
   if (!connections) return reply(connections.error());
   if (*vchan) {
     if (auto instance = service_.show(*id); !instance) return reply(instance.error());
-    if (Status s = facts_.vchan_set(*id, **vchan); !s) return reply(s.error());
+    const bool served = facts_.vchan_available && facts_.vchan_available();
+    if (Status s = served ? facts_.vchan_set(*id, **vchan) : service_.set_vchan_config(*id, {}); !s) return reply(s.error());
   }
   service_.set_limits(*id, {as_limit(*queued), as_limit(*rate), as_limit(*state_size), as_limit(*connections)},
                       [this, reply = std::move(reply)](Result<const Instance*> r) {

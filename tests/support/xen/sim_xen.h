@@ -11,6 +11,7 @@
 //   unknown, revoked or granted to another domain fail to map;
 // - event channels: per-domain port tables (unbound / interdomain), one
 //   eventfd per handle, ports delivered once and masked until unmask,
+//   notifications on an unbound port dropped silently (as evtchn_send),
 //   notifications while masked merged into one, a fresh interdomain bind
 //   pending at once (Xen's evtchn_bind_interdomain does the same).
 // Everything lives in this process; the fds are polled by the caller's
