@@ -84,12 +84,14 @@ class VchanSetting(unittest.TestCase):
             shown = d.result("show", uuid=uuid)["vchan"]
             self.assertEqual(shown["state"], "inactive")
             self.assertEqual(shown["setting"], setting)
-            d.restart()
+            d.stop()
+            d.start()
             self.assertEqual(d.result("show", uuid=uuid)["vchan"]["setting"], setting)
             listed = d.ctl_ok("list")
             self.assertIn(uuid, listed)
             d.ctl_ok("set", uuid, "--vchan", "off")
-            d.restart()
+            d.stop()
+            d.start()
             self.assertNotIn("vchan", d.result("show", uuid=uuid))
 
 
