@@ -117,8 +117,7 @@ void VchanChannel::pump() {
     ++connections_;
     log_.info(id_, who() + ": client connected");
   }
-  while (server_ && flush() && next_command()) {
-  }
+  if (flush()) next_command();
 }
 
 bool VchanChannel::flush() {
@@ -134,13 +133,10 @@ bool VchanChannel::flush() {
   return true;
 }
 
-bool VchanChannel::next_command() {
-  if (busy_) return false;
+void VchanChannel::next_command() {
+  if (busy_) return;
   auto instance = service_.show(id_);
-  if (!instance) {
-    refuse("instance unavailable: " + instance.error().message, tpm::kTpm2RcFailure);
-    return false;
-  }
+  if (!instance) return refuse("instance unavailable: " + instance.error().message, tpm::kTpm2RcFailure);
   const TpmVersion version = (*instance)->version;
   const std::size_t max_packet = std::max<std::size_t>((*instance)->max_command_size, tpm::kHeaderSize);
   // Read no further than the largest frame (a send-command header in front
@@ -151,17 +147,11 @@ bool VchanChannel::next_command() {
     in_.resize(cap);
     auto n = server_->read(std::span(in_).subspan(had));
     in_.resize(had + (n ? *n : 0));
-    if (!n) {
-      reopen();
-      return false;
-    }
+    if (!n) return reopen();
   }
   auto frame = tpm::next_frame(in_, max_packet);
-  if (!frame) {
-    refuse(frame.error().message, failure_code(version, frame.error().code));
-    return false;
-  }
-  if (!*frame) return false;
+  if (!frame) return refuse(frame.error().message, failure_code(version, frame.error().code));
+  if (!*frame) return;
   const tpm::StreamFrame f = **frame;
   engine::Bytes command(in_.begin() + static_cast<std::ptrdiff_t>(f.offset),
                         in_.begin() + static_cast<std::ptrdiff_t>(f.offset + f.length));
@@ -180,7 +170,6 @@ bool VchanChannel::next_command() {
                   self->out_.insert(self->out_.end(), framed.begin(), framed.end());
                   self->pump();
                 });
-  return false;
 }
 
 void VchanChannel::refuse(const std::string& why, std::uint32_t rc) {

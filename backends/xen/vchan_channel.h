@@ -60,8 +60,8 @@ class VchanChannel : public std::enable_shared_from_this<VchanChannel> {
   void pump();
   // Writes what fits of the pending response.
   bool flush();
-  // Reads and starts the next command; false when there is none yet.
-  bool next_command();
+  // Reads and starts the next command, if one is complete.
+  void next_command();
   void refuse(const std::string& why, std::uint32_t rc);
   // Closes the server and creates the next one (the client left).
   void reopen();
