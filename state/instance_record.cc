@@ -60,6 +60,7 @@ std::string metadata_text(const InstanceRecord& r) {
                                {"max_connections", r.max_connections}};
   // Optional fields, absent from records written before provisioning.
   if (!r.provisioning.empty()) meta["provisioning"] = r.provisioning;
+  if (!r.vchan.empty()) meta["vchan"] = r.vchan;
   if (!r.event_log.empty()) meta["event_log"] = to_hex(r.event_log);
   if (r.guest_started) meta["guest_started"] = true;
   return meta.dump();
@@ -128,6 +129,8 @@ Result<InstanceRecord> decode_record(std::span<const std::uint8_t> bytes) {
     r.max_command_size = *max_command_size;
     r.powered_on = meta.at("powered_on").get<bool>();
     r.channels = meta.value("channels", std::string());
+    if (meta.contains("vchan") && !meta["vchan"].is_string()) return corrupt("metadata field 'vchan' must be a string");
+    r.vchan = meta.value("vchan", std::string());
     for (auto [name, field] : {std::pair{"max_queued", &r.max_queued}, std::pair{"max_rate", &r.max_rate},
                                std::pair{"max_state_size", &r.max_state_size},
                                std::pair{"max_connections", &r.max_connections}}) {

@@ -36,6 +36,7 @@ struct InstanceRecord {
   bool guest_started = false;  // with volatile state: the guest had sent commands this boot
   std::uint32_t max_state_size = 0;  // bytes of the sealed record; 0: the daemon's default
   std::uint32_t max_connections = 0;  // guest-channel connections; 0: the daemon's default
+  std::string vchan;  // the vchan channel's setting (JSON text, opaque here); empty: off
   engine::StateBlobs blobs;
 };
 

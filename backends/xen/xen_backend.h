@@ -70,6 +70,7 @@ class XenBackend {
   std::size_t devices() const { return devices_.size(); }
   std::size_t connected() const;
   const std::string& base() const { return base_; }
+  DomId self() const { return platform_->self; }
 
  private:
   struct Device;

@@ -85,6 +85,13 @@ Json Handlers::instance_json(const Instance& i, const Service& service, const sw
   if (facts.xen_binding) {
     if (auto xen = facts.xen_binding(i.uuid); !xen.is_null()) j["xen"] = std::move(xen);
   }
+  if (auto vchan = facts.vchan_status ? facts.vchan_status(i.uuid) : Json(); !vchan.is_null()) {
+    j["vchan"] = std::move(vchan);
+  } else if (!i.vchan_config.empty()) {
+    // Saved, but not served by this daemon (no Xen backend, or it failed to open).
+    const Json setting = Json::parse(i.vchan_config, nullptr, false);
+    j["vchan"] = {{"state", "inactive"}, {"setting", setting.is_discarded() ? Json(i.vchan_config) : setting}};
+  }
   if (!i.provisioning.empty()) {
     const Json provisioned = Json::parse(i.provisioning, nullptr, false);
     if (!provisioned.is_discarded()) j["provisioning"] = provisioned;
@@ -220,7 +227,7 @@ void Handlers::add(const Json& params, Reply reply, Progress progress) {
   }
   if (Status s = only_params(own, {"uuid", "tpm", "auto_startup", "max_command_size", "max_queued", "max_rate",
                                    "pcr_banks", "ek", "ek_certificates", "platform_certificate", "max_state_size",
-                                   "max_connections"});
+                                   "max_connections", "vchan"});
       !s) {
     return reply(s.error());
   }
@@ -259,6 +266,8 @@ void Handlers::add(const Json& params, Reply reply, Progress progress) {
   options.limits = {static_cast<std::uint32_t>(queued->value_or(0)), static_cast<std::uint32_t>(rate->value_or(0)),
                     static_cast<std::uint32_t>(state_size->value_or(0)),
                     static_cast<std::uint32_t>(connections->value_or(0))};
+  auto vchan = vchan_param(params, false);
+  if (!vchan) return reply(vchan.error());
   auto provision = provision_options(params);
   if (!provision) return reply(provision.error());
   if (Status s = provision->validate(options.version); !s) return reply(s.error());
@@ -269,9 +278,9 @@ void Handlers::add(const Json& params, Reply reply, Progress progress) {
   // between leaves it marked, and the next start removes it (all or nothing).
   if (!provision->empty()) options.provisioning = std::string(kProvisioningPending);
   service_.add(options, [this, provision = std::move(*provision), spec = std::move(spec), reply = std::move(reply),
-                         progress = std::move(progress)](Result<const Instance*> r) mutable {
+                         progress = std::move(progress), vchan = vchan->value_or(std::nullopt)](Result<const Instance*> r) mutable {
     if (!r) return reply(r.error());
-    finish_add((*r)->uuid, std::move(provision), std::move(spec), std::move(reply), std::move(progress));
+    finish_add((*r)->uuid, std::move(provision), std::move(spec), vchan, std::move(reply), std::move(progress));
   });
 }
 
@@ -326,7 +335,7 @@ void Handlers::add_next(std::shared_ptr<BulkAdd> bulk) {
 }
 
 void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optional<swtpm::EndpointSpec> spec,
-                          Reply reply, Progress progress) {
+                          std::optional<std::uint16_t> vchan, Reply reply, Progress progress) {
   if (!provision.empty()) {
     Provisioner::StepListener listener;
     if (progress) {
@@ -336,13 +345,13 @@ void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optio
     }
     provisioner_->provision(
         id, std::move(provision),
-        [this, id, spec = std::move(spec), reply = std::move(reply)](Result<std::string> done) mutable {
+        [this, id, spec = std::move(spec), vchan, reply = std::move(reply)](Result<std::string> done) mutable {
           if (!done) {
             // All or nothing: an instance whose provisioning failed is not kept.
             service_.remove(id, true, [reply, error = done.error()](Status) { reply(error); });
             return;
           }
-          finish_add(id, ProvisionOptions{}, std::move(spec), std::move(reply));
+          finish_add(id, ProvisionOptions{}, std::move(spec), vchan, std::move(reply));
         },
         std::move(listener));
     return;
@@ -350,6 +359,13 @@ void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optio
   if (spec) {
     if (Status s = open_endpoints(id, *spec); !s) {
       // All or nothing: an instance whose endpoints cannot open is not kept.
+      service_.remove(id, true, [reply, error = s.error()](Status) { reply(error); });
+      return;
+    }
+  }
+  if (vchan) {
+    if (Status s = facts_.vchan_set(id, vchan); !s) {
+      if (spec) (void)swtpm_.detach(id);
       service_.remove(id, true, [reply, error = s.error()](Status) { reply(error); });
       return;
     }
@@ -498,12 +514,36 @@ Result<engine::Bytes> transport_key_param(const Json& params) {
 
 }  // namespace
 
+Result<std::optional<std::optional<std::uint16_t>>> Handlers::vchan_param(const Json& params, bool off_allowed) const {
+  using Setting = std::optional<std::optional<std::uint16_t>>;
+  if (!params.contains("vchan")) return Setting();
+  const Json& v = params["vchan"];
+  const char* expected = off_allowed ? "parameter 'vchan' must be a domain id (1..32751) or \"off\""
+                                     : "parameter 'vchan' must be a domain id (1..32751)";
+  std::optional<std::uint16_t> client;
+  if (off_allowed && v.is_string() && v.get<std::string>() == "off") {
+    client = std::nullopt;
+  } else if (v.is_number_integer() && v.get<std::int64_t>() >= 1 && v.get<std::int64_t>() <= 0x7FEF) {
+    client = static_cast<std::uint16_t>(v.get<std::int64_t>());
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, expected);
+  }
+  // Turning it off works anywhere: a daemon without Xen may hold a saved setting.
+  if (client && (!facts_.vchan_available || !facts_.vchan_available())) {
+    return make_error(ErrorCode::kUnsupported,
+                      "vchan channels need the Xen backend: start vtpmd with --xen-backend on (xen_backend in the config)");
+  }
+  return Setting(client);
+}
+
 void Handlers::set(const Json& params, Reply reply) {
-  if (Status s = only_params(params, {"uuid", "max_queued", "max_rate", "max_state_size", "max_connections"}); !s) {
+  if (Status s = only_params(params, {"uuid", "max_queued", "max_rate", "max_state_size", "max_connections", "vchan"}); !s) {
     return reply(s.error());
   }
   auto id = uuid_param(params);
   if (!id) return reply(id.error());
+  auto vchan = vchan_param(params, true);
+  if (!vchan) return reply(vchan.error());
   auto queued = int_param(params, "max_queued", 0, 1000000);
   if (!queued) return reply(queued.error());
   auto rate = int_param(params, "max_rate", 0, 1000000);
@@ -515,6 +555,11 @@ void Handlers::set(const Json& params, Reply reply) {
   if (!state_size) return reply(state_size.error());
   auto connections = int_param(params, "max_connections", 0, 65536);
   if (!connections) return reply(connections.error());
+  if (*vchan) {
+    if (auto instance = service_.show(*id); !instance) return reply(instance.error());
+    const bool served = facts_.vchan_available && facts_.vchan_available();
+    if (Status s = served ? facts_.vchan_set(*id, **vchan) : service_.set_vchan_config(*id, {}); !s) return reply(s.error());
+  }
   service_.set_limits(*id, {as_limit(*queued), as_limit(*rate), as_limit(*state_size), as_limit(*connections)},
                       [this, reply = std::move(reply)](Result<const Instance*> r) {
                         if (!r) return reply(r.error());

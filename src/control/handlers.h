@@ -31,6 +31,12 @@ struct DaemonFacts {
   // null when it has none or the Xen backend is off.
   std::function<Json(const Uuid&)> xen_binding;
   std::function<void(const Uuid&)> xen_instance_removed;
+  // The vchan channel (backends/xen/vchan_backend.h): whether this daemon
+  // can serve one (the Xen backend is on), setting it (nullopt: off, saved
+  // with the instance), and its status (null: none open).
+  std::function<bool()> vchan_available;
+  std::function<Status(const Uuid&, std::optional<std::uint16_t>)> vchan_set;
+  std::function<Json(const Uuid&)> vchan_status;
 };
 
 class Handlers {
@@ -87,8 +93,11 @@ class Handlers {
   // add's provisioning parameters (pcr_banks, ek, ek_certificates, platform_certificate).
   static Result<ProvisionOptions> provision_options(const Json& params);
   // After Service::add: provisions if asked, then opens endpoints, then replies.
-  void finish_add(const Uuid& id, ProvisionOptions options, std::optional<swtpm::EndpointSpec> spec, Reply reply,
+  void finish_add(const Uuid& id, ProvisionOptions options, std::optional<swtpm::EndpointSpec> spec,
+                  std::optional<std::uint16_t> vchan, Reply reply,
                   Progress progress = {});
+  // The `vchan` parameter: a client domain id, or "off" (where `off_allowed`).
+  Result<std::optional<std::optional<std::uint16_t>>> vchan_param(const Json& params, bool off_allowed) const;
   // Opens the endpoints and records them so they reopen at start-up.
   Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 

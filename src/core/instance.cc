@@ -14,6 +14,7 @@ state::InstanceRecord record_without_blobs(const Instance& i, bool with_volatile
   r.max_command_size = i.max_command_size;
   r.powered_on = i.power == PowerState::kOn;
   r.channels = i.channel_config;
+  r.vchan = i.vchan_config;
   r.max_queued = i.limits.max_queued;
   r.max_rate = i.limits.max_rate;
   r.max_state_size = i.limits.max_state_size;

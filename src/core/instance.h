@@ -61,6 +61,7 @@ struct Instance {
   // here); volatile only as of the last snapshot.
   engine::StateBlobs saved;
   std::string channel_config;  // guest channels to reopen at start-up (JSON, backend-defined)
+  std::string vchan_config;    // the Xen vchan channel to reopen at start-up (JSON, backend-defined)
   InstanceLimits limits;
   Throttle throttle;
   std::string provisioning;  // what `add` provisioned (JSON text); empty: nothing

@@ -460,6 +460,14 @@ Status Service::set_channel_config(const Uuid& id, std::string config) {
   return Status::success();
 }
 
+Status Service::set_vchan_config(const Uuid& id, std::string config) {
+  auto found = registry_.get(id);
+  if (!found) return found.error();
+  (*found)->vchan_config = std::move(config);
+  persist(**found);
+  return Status::success();
+}
+
 void Service::platform(const Uuid& id, engine::JobKind kind, engine::Bytes data, std::uint8_t locality,
                        std::function<void(Result<PlatformResult>)> done) {
   auto found = usable(id);
@@ -503,6 +511,7 @@ void Service::export_instance(const Uuid& id, RecordCallback done) {
     record.event_log = i->event_log;  // they go with the volatile state
     record.guest_started = i->guest_started;
     record.channels.clear();
+    record.vchan.clear();  // names this host's domains
     done(std::move(record));
   });
 }
@@ -632,6 +641,7 @@ void Service::restore(state::InstanceRecord record) {
   instance.max_command_size = record.max_command_size;
   instance.power = record.powered_on ? PowerState::kOn : PowerState::kOff;
   instance.channel_config = record.channels;
+  instance.vchan_config = record.vchan;
   instance.limits = {record.max_queued, record.max_rate, record.max_state_size, record.max_connections};
   instance.provisioning = record.provisioning;
   // The log resumes with the PCRs it describes, or not at all.

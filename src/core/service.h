@@ -97,6 +97,7 @@ class Service {
   void set_provisioning(const Uuid& id, std::string provisioning, StatusCallback done);
   // Remembers (and saves) the instance's guest-channel configuration.
   Status set_channel_config(const Uuid& id, std::string config);
+  Status set_vchan_config(const Uuid& id, std::string config);
 
   // A TIS platform signal: the H-CRTM hash sequence (_TPM_Hash_Start/Data/
   // End) or the TPM-established bit, at `locality`.

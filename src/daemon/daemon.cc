@@ -15,6 +15,7 @@
 
 #ifdef VTPMD_HAVE_XEN
 #include "backends/xen/real_platform.h"
+#include "backends/xen/real_vchan.h"
 #endif
 
 namespace vtpm {
@@ -72,6 +73,7 @@ Daemon::~Daemon() {
   warm_pool_.reset();
   provisioner_.reset();
   swtpm_.reset();
+  vchan_.reset();
   xen_.reset();
   service_.reset();
   engine_.reset();
@@ -153,6 +155,17 @@ Status Daemon::start() {
   facts.core_dumps = config_.allow_core_dumps;
   facts.xen_instance_removed = [this](const Uuid& id) {
     if (xen_) xen_->instance_removed(id);
+    if (vchan_) vchan_->instance_removed(id);
+  };
+  facts.vchan_available = [this] { return vchan_ != nullptr; };
+  facts.vchan_set = [this](const Uuid& id, std::optional<std::uint16_t> client) { return vchan_->set(id, client); };
+  facts.vchan_status = [this](const Uuid& id) -> control::Json {
+    auto s = vchan_ ? vchan_->status_of(id) : std::nullopt;
+    if (!s) return nullptr;
+    control::Json j = {{"domid", s->spec.client},     {"path", s->spec.xs_path},   {"state", xen::vchan_state_name(s->state)},
+                       {"connections", s->connections}, {"commands", s->commands}, {"refused", s->refused}};
+    if (!s->error.empty()) j["error"] = s->error;
+    return j;
   };
   facts.xen_binding = [this](const Uuid& id) -> control::Json {
     auto b = xen_ ? xen_->binding_of(id) : std::nullopt;
@@ -246,7 +259,11 @@ Result<std::vector<unsigned long>> Daemon::start_xen() {
   xen_ = std::make_unique<xen::XenBackend>(&loop_, log_, *service_, std::move(*platform),
                                            xen::XenOptions{config_.xen_auto_create, config_.xen_allow_tpm2});
   if (Status s = xen_->start(); !s) return make_error(s.error().code, "xen backend: " + s.error().message);
-  return xen::xen_ioctls();
+  vchan_ = std::make_unique<xen::VchanBackend>(&loop_, log_, *service_, xen::open_real_vchans(), xen_->self());
+  vchan_->restore();
+  auto ioctls = xen::xen_ioctls();
+  for (unsigned long request : xen::vchan_ioctls()) ioctls.push_back(request);
+  return ioctls;
 #else
   return make_error(ErrorCode::kUnsupported, "xen_backend is on but this vtpmd was built without libxen-dev");
 #endif
@@ -267,6 +284,7 @@ void Daemon::begin_shutdown(const char* why) {
   warm_pool_->stop();
   // Xen guests stay connected in xenstore: a restarted vtpmd maps them again.
   if (xen_) xen_->close_all();
+  if (vchan_) vchan_->close_all();  // clients see the server go and connect again after a restart
   service_->refuse_new_work();
   uv_timer_init(&loop_, shutdown_deadline_.get());
   shutdown_deadline_.mark_live();

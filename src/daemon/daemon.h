@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "backends/swtpm/swtpm_backend.h"
+#include "backends/xen/vchan_backend.h"
 #include "backends/xen/xen_backend.h"
 #include "src/control/handlers.h"
 #include "src/control/metrics_http.h"
@@ -70,7 +71,8 @@ class Daemon {
   std::unique_ptr<Provisioner> provisioner_;
   std::unique_ptr<WarmPool> warm_pool_;
   std::unique_ptr<swtpm::SwtpmBackend> swtpm_;
-  std::unique_ptr<xen::XenBackend> xen_;  // --xen-backend on
+  std::unique_ptr<xen::XenBackend> xen_;        // --xen-backend on
+  std::unique_ptr<xen::VchanBackend> vchan_;    // with the Xen backend only
   std::unique_ptr<control::Handlers> handlers_;
   std::unique_ptr<control::Server> server_;
   std::unique_ptr<control::MetricsHttp> metrics_http_;

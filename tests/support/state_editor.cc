@@ -3,6 +3,9 @@
 // sealing (e.g. libtpms refusing its own, authentic but garbled, state).
 //
 //   state_editor STATE_DIR garble-permanent UUID
+//   state_editor STATE_DIR set-vchan UUID JSON
+//                                       the instance's saved vchan setting, as
+//                                       a daemon with the Xen backend saves it
 //   state_editor STATE_DIR print-keys   every key vtpmd derives, hex, one
 //                                       "NAME HEX" a line (to look for them
 //                                       in a core dump)
@@ -45,8 +48,9 @@ int print_keys(const std::string& dir) {
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "print-keys") return print_keys(argv[1]);
-  if (argc != 4 || std::string(argv[2]) != "garble-permanent") {
-    return fail("usage: state_editor STATE_DIR garble-permanent UUID | STATE_DIR print-keys");
+  const std::string verb = argc >= 3 ? argv[2] : "";
+  if (!((argc == 4 && verb == "garble-permanent") || (argc == 5 && verb == "set-vchan"))) {
+    return fail("usage: state_editor STATE_DIR garble-permanent UUID | STATE_DIR set-vchan UUID JSON | STATE_DIR print-keys");
   }
   const std::string dir = argv[1];
   auto id = Uuid::parse(argv[3]);
@@ -59,8 +63,12 @@ int main(int argc, char** argv) {
   if (!opened) return fail(opened.error().message);
   for (auto& record : opened->records) {
     if (record.uuid != *id) continue;
-    for (std::size_t i = 0; i < 64 && i < record.blobs.permanent.size(); ++i) record.blobs.permanent[i] ^= 0xa5;
-    record.blobs.volatile_state.clear();
+    if (verb == "set-vchan") {
+      record.vchan = argv[4];
+    } else {
+      for (std::size_t i = 0; i < 64 && i < record.blobs.permanent.size(); ++i) record.blobs.permanent[i] ^= 0xa5;
+      record.blobs.volatile_state.clear();
+    }
     ManifestEntry entry = opened->manifest.entries.at(*id);
     ++entry.generation;
     SealedHeader header;

@@ -175,6 +175,23 @@ Status apply_limit_flags(const std::map<std::string, std::string, std::less<>>& 
   return Status::success();
 }
 
+// --vchan DOMID (set: or off): the instance's raw TPM channel over a Xen vchan.
+Status apply_vchan_flag(const std::map<std::string, std::string, std::less<>>& flags, Json& params, bool off_allowed) {
+  auto it = flags.find("--vchan");
+  if (it == flags.end()) return Status::success();
+  if (off_allowed && it->second == "off") {
+    params["vchan"] = "off";
+    return Status::success();
+  }
+  const auto domid = parse_integer(it->second);
+  if (!domid || *domid < 1 || *domid > 0x7FEF) {
+    return usage(std::string("--vchan: expected a domain id (1..32751)") + (off_allowed ? " or off" : "") + ", got " +
+                 in_quotes(it->second));
+  }
+  params["vchan"] = *domid;
+  return Status::success();
+}
+
 std::vector<std::string> split_list(std::string_view text) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -208,7 +225,7 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
                                   {"--max-command-size", true}, {"--max-queued", true}, {"--max-rate", true},
                                   {"--pcr-banks", true},       {"--ek", true},        {"--ek-cert", false},
                                   {"--platform-cert", false},    {"--max-state-size", true},
-                                  {"--max-connections", true}, {"--count", true}};
+                                  {"--max-connections", true}, {"--count", true},   {"--vchan", true}};
   for (const auto& [flag, key] : kEndpointFlags) kFlags.push_back({flag, true});
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
@@ -240,12 +257,16 @@ Result<Json> parse_add(std::string_view command, Args args, std::istream&) {
   if (Status s = apply_limit_flags(flags, params); !s) return s.error();
   if (Status s = apply_endpoint_flags(flags, params); !s) return s.error();
   if (Status s = apply_provisioning_flags(flags, params); !s) return s.error();
+  if (Status s = apply_vchan_flag(flags, params, false); !s) return s.error();
   return params;
 }
 
 Result<Json> parse_set(std::string_view command, Args args, std::istream&) {
-  static constexpr std::array<FlagSpec, 4> kFlags = {
-      {{"--max-queued", true}, {"--max-rate", true}, {"--max-state-size", true}, {"--max-connections", true}}};
+  static constexpr std::array<FlagSpec, 5> kFlags = {{{"--max-queued", true},
+                                                      {"--max-rate", true},
+                                                      {"--max-state-size", true},
+                                                      {"--max-connections", true},
+                                                      {"--vchan", true}}};
   auto split = split_flags(command, args, kFlags);
   if (!split) return split.error();
   if (Status s = expect_positional(command, *split, 1, "a UUID"); !s) return s.error();
@@ -253,9 +274,10 @@ Result<Json> parse_set(std::string_view command, Args args, std::istream&) {
   if (!uuid) return uuid.error();
   Json params{{"uuid", *uuid}};
   if (Status s = apply_limit_flags(split->flags, params); !s) return s.error();
+  if (Status s = apply_vchan_flag(split->flags, params, true); !s) return s.error();
   if (params.size() == 1) {
-    return usage("set: give --max-queued N, --max-rate N, --max-state-size N and/or --max-connections N (0: the "
-                 "daemon's default)");
+    return usage("set: give --max-queued N, --max-rate N, --max-state-size N, --max-connections N (0: the "
+                 "daemon's default) and/or --vchan DOMID|off");
   }
   return params;
 }

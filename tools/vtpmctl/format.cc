@@ -109,9 +109,13 @@ std::string format_instance_table(const Json& list_result) {
       const Json& counters = member(inst, "counters");
       const Json& xen = member(inst, "xen");
       // A tpmif binding: dom<domid>/<devid> and the backend's xenbus state.
-      const std::string binding = xen.is_object() ? "dom" + text(xen, "domid") + "/" + text(xen, "devid") + " " +
-                                                        text(xen, "state")
-                                                  : "-";
+      std::string binding = xen.is_object() ? "dom" + text(xen, "domid") + "/" + text(xen, "devid") + " " + text(xen, "state")
+                                            : "";
+      // A vchan channel: vchan:dom<domid> and waiting/connected.
+      if (const Json& vchan = member(inst, "vchan"); vchan.is_object() && vchan.contains("domid")) {
+        binding += (binding.empty() ? "" : ", ") + std::string("vchan:dom") + text(vchan, "domid") + " " + text(vchan, "state");
+      }
+      if (binding.empty()) binding = "-";
       table.add_row({text(inst, "uuid"), text(inst, "tpm"), text(inst, "state"), text(inst, "power"),
                      text(inst, "engine"), text(counters, "commands"), text(counters, "errors"),
                      text(counters, "last_command"), binding});

@@ -18,12 +18,15 @@ Commands:
   add [--uuid U] [--tpm 2.0|1.2] [--auto-startup] [--max-command-size N]
       [--max-queued N] [--max-rate N] [--max-state-size N] [--max-connections N] [ENDPOINT...]
       [--pcr-banks sha1,sha256,sha384,sha512] [--ek rsa,ecc] [--ek-cert] [--platform-cert]
+      [--vchan DOMID]
                       create an instance and print its UUID (U=$(vtpmctl add));
                       TPM 2.0 manufacture: active PCR banks, EKs from the TCG
                       templates (persistent 0x81010001 RSA, 0x81010002 ECC), EK
                       certificates (NV 0x01c00002, 0x01c0000a) and a platform
                       certificate (NV 0x01c08000) from vtpmd's local CA;
-                      TPM 1.2: --ek rsa only (TPM_CreateEndorsementKeyPair), --ek-cert (NV 0x1000F000)
+                      TPM 1.2: --ek rsa only (TPM_CreateEndorsementKeyPair), --ek-cert (NV 0x1000F000);
+                      --vchan DOMID: raw TPM packets over a Xen vchan for domain DOMID
+                      (needs --xen-backend on; see set)
   add --count N [options...]
                       create N instances alike (no --uuid, no ENDPOINT), one
                       UUID per line; progress on stderr when it is a terminal
@@ -51,10 +54,12 @@ Commands:
   power U on|off|reset
                       power an instance on or off, or power-cycle it
   cancel U            cancel queued commands and abort the running one
-  set U [--max-queued N] [--max-rate N] [--max-state-size N] [--max-connections N]
+  set U [--max-queued N] [--max-rate N] [--max-state-size N] [--max-connections N] [--vchan DOMID|off]
                       change an instance's limits: commands queued before `busy`,
                       commands per second before they wait, bytes its sealed
-                      state may reach (0: the daemon's default)
+                      state may reach (0: the daemon's default); --vchan serves
+                      raw TPM packets to domain DOMID over a libxenvchan server at
+                      /local/domain/<vtpmd's domid>/data/vtpmd/U (off: close it)
   export U --transport-key KEYFILE --output FILE
                       write the instance (TPM state incl. PCRs, settings) to FILE,
                       encrypted under KEYFILE (>= 16 bytes: head -c 32 /dev/urandom)

@@ -76,6 +76,21 @@ TEST_CASE("uuid commands") {
   CHECK_FALSE(parse({"power", kUuid}));
 }
 
+TEST_CASE("--vchan on add and set") {
+  CHECK(parse({"add", "--vchan", "7"})->params == Json{{"vchan", 7}});
+  CHECK(parse({"set", kUuid, "--vchan", "7"})->params == Json{{"uuid", kUuidLower}, {"vchan", 7}});
+  CHECK(parse({"set", kUuid, "--vchan=off"})->params == Json{{"uuid", kUuidLower}, {"vchan", "off"}});
+  CHECK_FALSE(parse({"add", "--vchan", "off"}));  // nothing to turn off yet
+  CHECK_FALSE(parse({"set", kUuid, "--vchan", "0"}));
+  CHECK_FALSE(parse({"set", kUuid, "--vchan", "32752"}));
+  CHECK_FALSE(parse({"set", kUuid, "--vchan", "dom7"}));
+  Json served = {{"uuid", kUuidLower}, {"tpm", "2.0"}, {"vchan", {{"domid", 7}, {"state", "connected"}}}};
+  CHECK(vtpm::ctl::format_instance_table({{"instances", {served}}}).find("vchan:dom7 connected") != std::string::npos);
+  served["xen"] = {{"domid", 5}, {"devid", 0}, {"state", "Connected"}};
+  CHECK(vtpm::ctl::format_instance_table({{"instances", {served}}}).find("dom5/0 Connected, vchan:dom7 connected") !=
+        std::string::npos);
+}
+
 TEST_CASE("exec hex") {
   auto inv = parse({"exec", kUuid, "80 01", "00", "00000C", "00000144", "00", "00", "--locality", "3"});
   REQUIRE(inv);

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "tests/support/xen/sim_vchan.h"
+
 namespace vtpm::xen::sim {
 
 Harness::Harness(const std::string& state_dir, HarnessOptions options)
@@ -37,15 +39,19 @@ void Harness::start_stack() {
   for (auto& record : opened->records) service_->restore(std::move(record));
   backend_ = std::make_unique<XenBackend>(&loop_, log_, *service_, hv_.platform(0), options_.xen);
   if (Status s = backend_->start(); !s) throw std::runtime_error(s.error().message);
+  vchan_ = std::make_unique<VchanBackend>(&loop_, log_, *service_, std::make_unique<SimVchans>(hv_, 0), 0);
+  vchan_->restore();
 }
 
 void Harness::stop_stack() {
   if (!service_) return;
   backend_->close_all();
+  vchan_->close_all();
   service_->refuse_new_work();
   bool saved = false;
   service_->save_all([&] { saved = true; });
   run_until([&] { return saved; }, std::chrono::seconds(60));
+  vchan_.reset();
   backend_.reset();
   service_.reset();
   engine_.reset();
@@ -74,11 +80,11 @@ void Harness::run_for(std::chrono::milliseconds ms) {
   run_until([] { return false; }, ms);
 }
 
-Uuid Harness::add_instance(TpmVersion version, std::optional<Uuid> uuid) {
+Uuid Harness::add_instance(TpmVersion version, std::optional<Uuid> uuid, bool auto_startup) {
   AddOptions add;
   add.uuid = uuid;
   add.version = version;
-  add.auto_startup = true;
+  add.auto_startup = auto_startup;
   add.max_command_size = tpmif::kMaxPacket;
   std::optional<Result<const Instance*>> made;
   service_->add(add, [&](Result<const Instance*> r) { made = std::move(r); });

@@ -1,5 +1,6 @@
 // vtpmd's serving stack (state store with the file root, persister, engine
-// with real vtpmd-engine workers, Service) plus the Xen backend on the
+// with real vtpmd-engine workers, Service) plus the Xen backend and the
+// vchan channels (dom0's) on the
 // simulated platform, on one libuv loop that the simulated guests share.
 // restart() tears the stack down as a clean SIGTERM does (instances saved
 // with their volatile state, mappings and ports released, xenstore left
@@ -14,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "backends/xen/vchan_backend.h"
 #include "backends/xen/xen_backend.h"
 #include "src/core/log.h"
 #include "src/core/persister.h"
@@ -41,6 +43,7 @@ class Harness {
   Hypervisor& hv() { return hv_; }
   Service& service() { return *service_; }
   XenBackend& backend() { return *backend_; }
+  VchanBackend& vchan() { return *vchan_; }
   Logger& log() { return log_; }
 
   // Runs the loop until `done` is true or `timeout` passes; returns `done()`.
@@ -49,7 +52,7 @@ class Harness {
   void run_for(std::chrono::milliseconds ms);
 
   // Adds an instance through Service (as `vtpmctl add` would).
-  Uuid add_instance(TpmVersion version, std::optional<Uuid> uuid = std::nullopt);
+  Uuid add_instance(TpmVersion version, std::optional<Uuid> uuid = std::nullopt, bool auto_startup = true);
   // exec through Service: the host's view of an instance.
   std::vector<std::uint8_t> exec(const Uuid& id, std::vector<std::uint8_t> command);
 
@@ -72,6 +75,7 @@ class Harness {
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<XenBackend> backend_;
+  std::unique_ptr<VchanBackend> vchan_;
   UvHandle<uv_timer_t> tick_;
 };
 

@@ -81,7 +81,7 @@ class SimGrantTable final : public GrantTable {
     auto table = hv_.grants_.find(domid);
     if (table == hv_.grants_.end()) return make_error(ErrorCode::kNotFound, "no grant table for domain " + std::to_string(domid));
     auto grant = table->second.find(ref);
-    if (grant == table->second.end() || grant->second.to != mapper_) {
+    if (grant == table->second.end() || grant->second.to != mapper_ || grant->second.ended) {
       return make_error(ErrorCode::kPermissionDenied, "grant ref " + std::to_string(ref) + " of domain " +
                                                           std::to_string(domid) + " is not granted to us");
     }
@@ -91,11 +91,7 @@ class SimGrantTable final : public GrantTable {
     ++hv_.live_mappings_;
     Hypervisor* hv = &hv_;
     return std::unique_ptr<GrantMapping>(std::make_unique<SimMappingImpl>(static_cast<std::uint8_t*>(p), [hv, domid, ref] {
-      --hv->live_mappings_;
-      auto t = hv->grants_.find(domid);
-      if (t == hv->grants_.end()) return;
-      auto g = t->second.find(ref);
-      if (g != t->second.end() && g->second.mappings > 0) --g->second.mappings;
+      hv->unmapped(domid, ref);
     }));
   }
 
@@ -131,6 +127,75 @@ bool Hypervisor::end_access(DomId owner, GrantRef ref) {
   if (it == table.end() || it->second.mappings > 0) return false;
   table.erase(it);
   return true;
+}
+
+void Hypervisor::unmapped(DomId owner, GrantRef ref) {
+  --live_mappings_;
+  auto t = grants_.find(owner);
+  if (t == grants_.end()) return;
+  auto g = t->second.find(ref);
+  if (g == t->second.end()) return;
+  if (g->second.mappings > 0) --g->second.mappings;
+  if (g->second.ended && g->second.mappings == 0) t->second.erase(g);
+}
+
+void Hypervisor::end_access_deferred(DomId owner, GrantRef ref) {
+  auto& table = grants_[owner];
+  auto it = table.find(ref);
+  if (it == table.end()) return;
+  if (it->second.mappings == 0) table.erase(it);
+  else it->second.ended = true;
+}
+
+std::size_t Hypervisor::grants_of(DomId owner) const {
+  auto t = grants_.find(owner);
+  return t == grants_.end() ? 0 : t->second.size();
+}
+
+Result<std::unique_ptr<PageRun>> Hypervisor::map_grants(DomId mapper, DomId owner, const std::vector<GrantRef>& refs,
+                                                        bool writable) {
+  auto table = grants_.find(owner);
+  if (table == grants_.end()) return make_error(ErrorCode::kNotFound, "no grant table for domain " + std::to_string(owner));
+  std::vector<int> fds;
+  for (GrantRef ref : refs) {
+    auto grant = table->second.find(ref);
+    if (grant == table->second.end() || grant->second.to != mapper || grant->second.ended) {
+      return make_error(ErrorCode::kPermissionDenied, "grant ref " + std::to_string(ref) + " of domain " +
+                                                          std::to_string(owner) + " is not granted to domain " +
+                                                          std::to_string(mapper));
+    }
+    fds.push_back(grant->second.page->fd());
+  }
+  auto run = PageRun::map(fds, writable, [this, owner, refs] {
+    for (GrantRef ref : refs) unmapped(owner, ref);
+  });
+  if (!run) return run.error();
+  for (GrantRef ref : refs) {
+    ++table->second[ref].mappings;
+    ++live_mappings_;
+  }
+  return run;
+}
+
+Result<std::unique_ptr<PageRun>> PageRun::map(const std::vector<int>& fds, bool writable, std::function<void()> on_unmap) {
+  const std::size_t size = fds.size() * tpmif::kPageSize;
+  if (size == 0) return make_error(ErrorCode::kInvalidArgument, "no pages to map");
+  void* base = ::mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return make_error(ErrorCode::kIo, std::string("mmap: ") + std::strerror(errno));
+  auto* bytes = static_cast<std::uint8_t*>(base);
+  const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (::mmap(bytes + i * tpmif::kPageSize, tpmif::kPageSize, prot, MAP_SHARED | MAP_FIXED, fds[i], 0) == MAP_FAILED) {
+      ::munmap(base, size);
+      return make_error(ErrorCode::kIo, std::string("mmap: ") + std::strerror(errno));
+    }
+  }
+  return std::unique_ptr<PageRun>(new PageRun(bytes, size, std::move(on_unmap)));
+}
+
+PageRun::~PageRun() {
+  ::munmap(data_, size_);
+  if (on_unmap_) on_unmap_();
 }
 
 std::size_t Hypervisor::mappings_of(DomId owner, GrantRef ref) const {
@@ -391,9 +456,12 @@ Status SimEvents::unbind(Port local) {
 Status SimEvents::notify(Port local) {
   auto& table = hv_.ports_[domid_];
   auto it = table.find(local);
-  if (!mine_.count(local) || it == table.end() || it->second.kind != Hypervisor::PortKind::kInterdomain) {
-    return make_error(ErrorCode::kInvalidArgument, "port " + std::to_string(local) + " is not connected");
+  if (!mine_.count(local) || it == table.end()) {
+    return make_error(ErrorCode::kInvalidArgument, "EINVAL: port " + std::to_string(local) + " is not ours");
   }
+  // Xen drops a notification on an unbound port silently (the peer closed
+  // its end, or has not bound yet): evtchn_send returns 0.
+  if (it->second.kind != Hypervisor::PortKind::kInterdomain) return Status::success();
   hv_.raise(it->second.remote, it->second.remote_port);
   return Status::success();
 }

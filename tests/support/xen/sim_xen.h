@@ -11,6 +11,7 @@
 //   unknown, revoked or granted to another domain fail to map;
 // - event channels: per-domain port tables (unbound / interdomain), one
 //   eventfd per handle, ports delivered once and masked until unmask,
+//   notifications on an unbound port dropped silently (as evtchn_send),
 //   notifications while masked merged into one, a fresh interdomain bind
 //   pending at once (Xen's evtchn_bind_interdomain does the same).
 // Everything lives in this process; the fds are polled by the caller's
@@ -18,6 +19,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -47,6 +49,27 @@ class GuestPage {
   std::uint8_t* data_ = nullptr;
 };
 
+// Pages (memfds) mapped back to back into this process, as gntdev maps
+// several grant refs (or gntalloc several shared pages) contiguously; the
+// run is unmapped on destruction, then `on_unmap` runs.
+class PageRun {
+ public:
+  static Result<std::unique_ptr<PageRun>> map(const std::vector<int>& fds, bool writable,
+                                              std::function<void()> on_unmap = {});
+  ~PageRun();
+  PageRun(const PageRun&) = delete;
+  PageRun& operator=(const PageRun&) = delete;
+  std::uint8_t* data() const { return data_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  PageRun(std::uint8_t* data, std::size_t size, std::function<void()> on_unmap)
+      : data_(data), size_(size), on_unmap_(std::move(on_unmap)) {}
+  std::uint8_t* data_;
+  std::size_t size_;
+  std::function<void()> on_unmap_;
+};
+
 class Hypervisor {
  public:
   Hypervisor() = default;
@@ -63,7 +86,13 @@ class Hypervisor {
   GrantRef grant_access(DomId owner, DomId to, const std::shared_ptr<GuestPage>& page);
   // Fails while the backend still maps it (Linux then defers the free).
   bool end_access(DomId owner, GrantRef ref);
+  // gntalloc's unshare: the grant ends now, or when its last mapping goes.
+  void end_access_deferred(DomId owner, GrantRef ref);
   std::size_t mappings_of(DomId owner, GrantRef ref) const;
+  std::size_t grants_of(DomId owner) const;
+  // Several refs of `owner` mapped back to back (xengnttab_map_domain_grant_refs):
+  // all or nothing, each must be granted to `mapper` and not ended.
+  Result<std::unique_ptr<PageRun>> map_grants(DomId mapper, DomId owner, const std::vector<GrantRef>& refs, bool writable);
   std::size_t live_mappings() const { return live_mappings_; }
 
   // Direct tree access for the toolstack model and assertions (privileged).
@@ -98,7 +127,9 @@ class Hypervisor {
     std::shared_ptr<GuestPage> page;
     DomId to = 0;
     std::size_t mappings = 0;
+    bool ended = false;  // unshared while mapped: goes with the last mapping
   };
+  void unmapped(DomId owner, GrantRef ref);
   std::map<DomId, std::map<GrantRef, Grant>> grants_;
   std::map<DomId, GrantRef> next_ref_;
   std::size_t live_mappings_ = 0;

@@ -315,3 +315,21 @@ TEST_CASE("instance_record: provisioning summary and event log round-trip; older
 }
 
 }  // namespace vtpm::state
+
+namespace vtpm::state {
+
+TEST_CASE("instance_record: the vchan setting round-trips; records without one decode as off") {
+  InstanceRecord r = sample_record();
+  r.vchan = R"({"domid":7,"path":"/local/domain/0/data/vtpmd/x"})";
+  auto back = decode_record(encode_record(r));
+  REQUIRE(back.ok());
+  CHECK(back->vchan == r.vchan);
+  CHECK(encoded_record_size(r) == encode_record(r).size());
+  const Bytes plain = encode_record(sample_record());
+  CHECK(std::string(plain.begin(), plain.end()).find("vchan") == std::string::npos);
+  auto old = decode_record(plain);
+  REQUIRE(old.ok());
+  CHECK(old->vchan.empty());
+}
+
+}  // namespace vtpm::state
