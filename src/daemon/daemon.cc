@@ -324,6 +324,12 @@ void Daemon::start_housekeeping() {
       housekeeping_.get(), [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->housekeeping(); }, 1000, 1000);
 }
 
+std::size_t Daemon::served_instances() const {
+  std::size_t n = 0;
+  for (const auto& [id, instance] : registry_.all()) n += WarmPool::is_member(instance) ? 0 : 1;
+  return n;
+}
+
 void Daemon::housekeeping() {
   log_.flush_suppressed();
   // systemctl status shows the last STATUS= line: keep it current.
@@ -331,7 +337,7 @@ void Daemon::housekeeping() {
   if (!notifier_.enabled() || ++housekeeping_ticks_ % kStatusEverySeconds != 0) return;
   std::uint64_t commands = 0;
   for (const auto& h : service_->metrics().latency) commands += h.count();
-  notifier_.status("serving " + std::to_string(registry_.size()) + " instance(s); " + std::to_string(commands) +
+  notifier_.status("serving " + std::to_string(served_instances()) + " instance(s); " + std::to_string(commands) +
                    " commands, " + std::to_string(service_->metrics().errors.total()) + " errors since start");
 }
 
@@ -347,7 +353,7 @@ int Daemon::run() {
   start_housekeeping();
   // The root of trust is open, the instances restored, the control socket
   // listening: clients may connect now.
-  notifier_.ready("serving " + std::to_string(registry_.size()) + " instance(s); control socket " +
+  notifier_.ready("serving " + std::to_string(served_instances()) + " instance(s); control socket " +
                   config_.control_socket);
   notifier_.start_watchdog(&loop_);
   if (notifier_.enabled()) {

@@ -54,6 +54,7 @@ class Daemon {
   void finish_shutdown();
   void start_housekeeping();
   void housekeeping();  // once a second
+  std::size_t served_instances() const;  // for systemd's STATUS: instances, not warm-pool members
   std::string engine_worker_path() const;
 
   Config config_;

@@ -6,6 +6,7 @@ standard tools as test_provisioning: tpm2_getekcertificate, tpm2_createek
 and openssl verify."""
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,13 @@ class WarmPoolTest(DaemonTestCase):
         self.wait_ready(2)
         members = self.members()
         self.d.stop()
-        self.d.restart()
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(notify.close)
+        notify.bind(os.path.join(self.d.tmp, "notify.sock"))
+        notify.settimeout(10 * TIMEOUT_SCALE)
+        self.d.restart(env={"NOTIFY_SOCKET": notify.getsockname()})
+        # systemd hears of instances, not of the pool's members.
+        self.assertIn("STATUS=serving 0 instance(s)", notify.recv(4096).decode())
         # Ready at once: nothing is manufactured again.
         self.assertEqual(self.pool()["ready"], 2)
         self.assertEqual(self.members(), members)
