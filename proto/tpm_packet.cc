@@ -69,6 +69,19 @@ Result<Header> validate_command(std::span<const std::uint8_t> packet, TpmVersion
   return header;
 }
 
+std::uint32_t failure_code(TpmVersion version, ErrorCode error) {
+  const bool size = error == ErrorCode::kTooLarge || error == ErrorCode::kInvalidArgument;
+  if (version == TpmVersion::k20) {
+    if (error == ErrorCode::kCancelled) return kTpm2RcCanceled;
+    if (size) return kTpm2RcCommandSize;
+    if (error == ErrorCode::kBusy) return kTpm2RcRetry;
+    return kTpm2RcFailure;
+  }
+  if (size) return kTpm12BadParamSize;
+  if (error == ErrorCode::kBusy) return kTpm12Retry;
+  return kTpm12Fail;
+}
+
 std::vector<std::uint8_t> error_response(TpmVersion version, std::uint32_t rc) {
   std::vector<std::uint8_t> out;
   out.reserve(kHeaderSize);

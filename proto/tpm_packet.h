@@ -70,6 +70,11 @@ Result<Header> validate_command(std::span<const std::uint8_t> packet, TpmVersion
 // Which version a command's tag belongs to (for probes like QEMU's).
 Result<TpmVersion> version_of_command_tag(std::uint16_t tag);
 
+// The response code a guest sees when vtpmd refuses or cannot run its
+// command (every guest channel answers the same way): too large or
+// malformed -> COMMAND_SIZE / BAD_PARAM_SIZE, over a limit -> RETRY,
+// cancelled -> CANCELED (2.0), anything else -> FAILURE / FAIL.
+std::uint32_t failure_code(TpmVersion version, ErrorCode error);
 // A 10-byte error response in `version`'s format carrying `rc`.
 std::vector<std::uint8_t> error_response(TpmVersion version, std::uint32_t rc);
 // Response code of a response packet (0 if too short to tell: callers use

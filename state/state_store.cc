@@ -329,12 +329,6 @@ StateStore::CounterStatus StateStore::counter_status() const {
   return CounterStatus{counter_value_, counter_failures_, counter_problem_};
 }
 
-Status StateStore::reseal(const SealPolicy& policy) {
-  auto sealed = seal_master_key(policy);
-  if (!sealed) return sealed.error();
-  return store_sealed_master_key(*sealed);
-}
-
 Status StateStore::store_sealed_master_key(std::span<const std::uint8_t> sealed) {
   if (Status s = store_master_key(directory_ + "/" + kMasterKeyName, root_.kind(), master_.epoch, sealed); !s) {
     return s;

@@ -80,11 +80,9 @@ class StateStore {
   Status commit(Manifest manifest, bool new_files);
   // The next commit starts a new epoch (after a reseal; any thread).
   void request_new_epoch() { epoch_requested_ = true; }
-  // Reseals the master key under `policy` and rewrites master.key; the
+  // Reseals the master key under `policy` (the root of trust's part:
+  // seconds on a real TPM), then rewrites master.key with the result; the
   // next commit starts a new epoch. Threadpool; concurrent with commit.
-  // In two steps for a caller that reports progress: the root of trust's
-  // part (seconds on a real TPM), then the file.
-  Status reseal(const SealPolicy& policy);
   Result<Bytes> seal_master_key(const SealPolicy& policy) { return root_.reseal(master_.key, policy); }
   Status store_sealed_master_key(std::span<const std::uint8_t> sealed);
   struct CounterStatus {
@@ -97,7 +95,6 @@ class StateStore {
   // blocks on the disk: threadpool. spares_wanted(): any thread.
   Status refill_spares() { return spares_.refill(); }
   bool spares_wanted() const { return spares_.wanted(); }
-  std::size_t spares_ready() const { return spares_.ready(); }
   // Overwrites the blob with zeros, syncs, recycles it as a spare or unlinks it (best effort
   // against recovery from the medium: the key salt is gone with the
   // manifest entry, so the ciphertext is undecryptable anyway).

@@ -4,20 +4,6 @@
 #include "proto/tpm_stream.h"
 
 namespace vtpm::swtpm {
-namespace {
-
-// The TPM error a guest sees when vtpmd refuses or cannot run its command.
-std::uint32_t failure_code(TpmVersion version, ErrorCode error) {
-  if (version == TpmVersion::k20) {
-    if (error == ErrorCode::kCancelled) return tpm::kTpm2RcCanceled;
-    if (error == ErrorCode::kTooLarge || error == ErrorCode::kInvalidArgument) return tpm::kTpm2RcCommandSize;
-    return tpm::kTpm2RcFailure;
-  }
-  if (error == ErrorCode::kTooLarge || error == ErrorCode::kInvalidArgument) return tpm::kTpm12BadParamSize;
-  return tpm::kTpm12Fail;
-}
-
-}  // namespace
 
 void DataConnection::on_data() {
   // Frames answered without the engine (TPM stopped) are handled in a loop;
@@ -33,7 +19,7 @@ bool DataConnection::handle_one_frame() {
   if (!frame) {
     // A frame that lies about its size cannot be skipped: answer, then close.
     log_.warn(session_->id, "swtpm data channel: " + frame.error().message + "; closing the connection");
-    answer(tpm::error_response(session_->version, failure_code(session_->version, frame.error().code)), false);
+    answer(tpm::error_response(session_->version, tpm::failure_code(session_->version, frame.error().code)), false);
     close();
     return false;
   }
@@ -45,7 +31,7 @@ bool DataConnection::handle_one_frame() {
   if (!session_->running) {
     // Before CMD_INIT (or after CMD_STOP) a TPM answers with a failure in
     // its own format; QEMU's version probe relies on the tag.
-    answer(tpm::error_response(session_->version, failure_code(session_->version, ErrorCode::kUnavailable)),
+    answer(tpm::error_response(session_->version, tpm::failure_code(session_->version, ErrorCode::kUnavailable)),
            f.send_command_header);
     return true;
   }
@@ -60,7 +46,7 @@ bool DataConnection::handle_one_frame() {
                   if (r) {
                     self->answer(r->response, header);
                   } else {
-                    self->answer(tpm::error_response(version, failure_code(version, r.error().code)), header);
+                    self->answer(tpm::error_response(version, tpm::failure_code(version, r.error().code)), header);
                   }
                   self->resume();
                 });

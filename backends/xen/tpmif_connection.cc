@@ -3,21 +3,6 @@
 #include "proto/tpm_packet.h"
 
 namespace vtpm::xen {
-namespace {
-
-std::uint32_t failure_code(TpmVersion version, ErrorCode error) {
-  if (version == TpmVersion::k20) {
-    if (error == ErrorCode::kCancelled) return tpm::kTpm2RcCanceled;
-    if (error == ErrorCode::kTooLarge || error == ErrorCode::kInvalidArgument) return tpm::kTpm2RcCommandSize;
-    if (error == ErrorCode::kBusy) return tpm::kTpm2RcRetry;
-    return tpm::kTpm2RcFailure;
-  }
-  if (error == ErrorCode::kTooLarge || error == ErrorCode::kInvalidArgument) return tpm::kTpm12BadParamSize;
-  if (error == ErrorCode::kBusy) return tpm::kTpm12Retry;
-  return tpm::kTpm12Fail;
-}
-
-}  // namespace
 
 Result<std::shared_ptr<TpmifConnection>> TpmifConnection::open(std::shared_ptr<Platform> platform, Service& service,
                                                                const Logger& log, const ConnectionParams& params) {
@@ -76,7 +61,7 @@ void TpmifConnection::start_request() {
                   if (r) {
                     self->finish(r->response, offset);
                   } else {
-                    self->answer_error(failure_code(self->params_.version, r.error().code), offset);
+                    self->answer_error(tpm::failure_code(self->params_.version, r.error().code), offset);
                   }
                 });
 }

@@ -9,18 +9,6 @@
 namespace vtpm::xen {
 namespace {
 
-std::uint32_t failure_code(TpmVersion version, ErrorCode error) {
-  if (version == TpmVersion::k20) {
-    if (error == ErrorCode::kCancelled) return tpm::kTpm2RcCanceled;
-    if (error == ErrorCode::kTooLarge || error == ErrorCode::kInvalidArgument) return tpm::kTpm2RcCommandSize;
-    if (error == ErrorCode::kBusy) return tpm::kTpm2RcRetry;
-    return tpm::kTpm2RcFailure;
-  }
-  if (error == ErrorCode::kTooLarge || error == ErrorCode::kInvalidArgument) return tpm::kTpm12BadParamSize;
-  if (error == ErrorCode::kBusy) return tpm::kTpm12Retry;
-  return tpm::kTpm12Fail;
-}
-
 constexpr std::size_t kMinRing = 1024;
 constexpr std::size_t kMaxRing = 1024 * 1024;  // libxenvchan's limit (2^20)
 
@@ -150,7 +138,7 @@ void VchanChannel::next_command() {
     if (!n) return reopen();
   }
   auto frame = tpm::next_frame(in_, max_packet);
-  if (!frame) return refuse(frame.error().message, failure_code(version, frame.error().code));
+  if (!frame) return refuse(frame.error().message, tpm::failure_code(version, frame.error().code));
   if (!*frame) return;
   const tpm::StreamFrame f = **frame;
   engine::Bytes command(in_.begin() + static_cast<std::ptrdiff_t>(f.offset),
@@ -165,7 +153,7 @@ void VchanChannel::next_command() {
                   if (!self || !self->server_ || self->generation_ != generation) return;  // that client is gone
                   self->busy_ = false;
                   const engine::Bytes response =
-                      r ? r->response : tpm::error_response(version, failure_code(version, r.error().code));
+                      r ? r->response : tpm::error_response(version, tpm::failure_code(version, r.error().code));
                   const auto framed = tpm::frame_response(response, header);
                   self->out_.insert(self->out_.end(), framed.begin(), framed.end());
                   self->pump();

@@ -390,9 +390,6 @@ void Handlers::remove(const Json& params, Reply reply) {
   }
   service_.remove(*id, force->value_or(false), [this, reply = std::move(reply), id = *id](Status s) {
     if (!s) return reply(s.error());
-    // Only once the instance is gone: a refused remove (busy) keeps it whole.
-    if (swtpm_.spec_of(id) != nullptr) (void)swtpm_.detach(id);
-    if (facts_.xen_instance_removed) facts_.xen_instance_removed(id);
     reply(Json{{"uuid", id.to_string()}});
   });
 }

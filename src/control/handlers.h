@@ -30,7 +30,6 @@ struct DaemonFacts {
   // The instance's Xen tpmif binding ({domid, devid, state, connected}),
   // null when it has none or the Xen backend is off.
   std::function<Json(const Uuid&)> xen_binding;
-  std::function<void(const Uuid&)> xen_instance_removed;
   // The vchan channel (backends/xen/vchan_backend.h): whether this daemon
   // can serve one (the Xen backend is on), setting it (nullopt: off, saved
   // with the instance), and its status (null: none open).

@@ -267,6 +267,7 @@ void Service::remove(const Uuid& id, bool force, StatusCallback done) {
     persister_.remove(id, [this, id, done](Status s) {
       registry_.erase(id);
       if (s) log_.info(id, "removed");
+      for (const auto& listener : removed_listeners_) listener(id);
       done(s);
     });
   });

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <vector>
 
 #include "src/core/instance.h"
 #include "src/core/log.h"
@@ -80,6 +81,9 @@ class Service {
 
   void add(const AddOptions& options, InstanceCallback done);
   void remove(const Uuid& id, bool force, StatusCallback done);
+  // Runs `listener` for every instance removed from now on, once it is
+  // gone from the registry: guest channels close what was bound to it.
+  void on_removed(std::function<void(const Uuid&)> listener) { removed_listeners_.push_back(std::move(listener)); }
   void exec(const Uuid& id, engine::Bytes command, std::uint8_t locality, ExecCallback done,
             CommandOrigin origin = CommandOrigin::kClient);
   void power(const Uuid& id, PowerAction action, InstanceCallback done);
@@ -179,6 +183,7 @@ class Service {
   Uuid fresh_uuid();
 
   const Logger& log_;
+  std::vector<std::function<void(const Uuid&)>> removed_listeners_;
   engine::Engine& engine_;
   Persister& persister_;
   Registry& registry_;

@@ -141,6 +141,13 @@ Status Daemon::start() {
   service_ = std::make_unique<Service>(&loop_, log_, *engine_, *persister_, registry_, config_.default_max_command_size,
                                        DefaultLimits{config_.default_max_queued, config_.default_max_rate, config_.default_max_state_size,
                                                      config_.max_connections});
+  // Once an instance is gone, every guest channel lets go of it (only
+  // then: a refused remove keeps it whole).
+  service_->on_removed([this](const Uuid& id) {
+    if (swtpm_ && swtpm_->spec_of(id) != nullptr) (void)swtpm_->detach(id);
+    if (xen_) xen_->instance_removed(id);
+    if (vchan_) vchan_->instance_removed(id);
+  });
   control::DaemonFacts facts;
   facts.state_dir = config_.state_dir;
   facts.started_unix =
@@ -153,10 +160,6 @@ Status Daemon::start() {
   };
   facts.seccomp = [this] { return seccomp_in_force_; };
   facts.core_dumps = config_.allow_core_dumps;
-  facts.xen_instance_removed = [this](const Uuid& id) {
-    if (xen_) xen_->instance_removed(id);
-    if (vchan_) vchan_->instance_removed(id);
-  };
   facts.vchan_available = [this] { return vchan_ != nullptr; };
   facts.vchan_set = [this](const Uuid& id, std::optional<std::uint16_t> client) { return vchan_->set(id, client); };
   facts.vchan_status = [this](const Uuid& id) -> control::Json {

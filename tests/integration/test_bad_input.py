@@ -173,6 +173,17 @@ class BadInputTest(harness.DaemonTestCase):
 
     # ---------------------------------------------------------- busy remove
 
+    def test_remove_closes_the_instances_endpoints(self):
+        d = self.d
+        path = os.path.join(d.tmp, "removed-data.sock")
+        u = d.result("add", auto_startup=True, swtpm_path=path)["uuid"]
+        self.assertTrue(os.path.exists(path) and os.path.exists(path + ".ctrl"))
+        d.result("remove", uuid=u)
+        # The guest channels let go once the instance is gone (Service's
+        # removal listeners), with nothing left on disk.
+        self.assertFalse(os.path.exists(path))
+        self.assertFalse(os.path.exists(path + ".ctrl"))
+
     def test_remove_with_commands_in_flight_is_busy_until_forced(self):
         d = self.d
         u = self.fresh20()

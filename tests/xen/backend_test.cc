@@ -197,7 +197,6 @@ TEST_CASE("xen: an instance removed under its guest closes the device with an er
   bool removed = false;
   h.service().remove(a_id, true, [&](Status s) { removed = s.ok(); });
   REQUIRE(h.run_until([&] { return removed; }, 10s));
-  h.backend().instance_removed(a_id);
   REQUIRE(a.wait_backend(5));  // Closing, as after xenbus_dev_fatal
   CHECK(ts.backend_key(5, 0, "error").find("was removed") != std::string::npos);
   CHECK(!h.backend().binding_of(a_id).has_value());

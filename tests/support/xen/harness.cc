@@ -41,6 +41,11 @@ void Harness::start_stack() {
   if (Status s = backend_->start(); !s) throw std::runtime_error(s.error().message);
   vchan_ = std::make_unique<VchanBackend>(&loop_, log_, *service_, std::make_unique<SimVchans>(hv_, 0), 0);
   vchan_->restore();
+  // As the daemon wires them: removing an instance releases its channels.
+  service_->on_removed([this](const Uuid& id) {
+    backend_->instance_removed(id);
+    vchan_->instance_removed(id);
+  });
 }
 
 void Harness::stop_stack() {

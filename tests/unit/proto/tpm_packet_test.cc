@@ -186,3 +186,18 @@ TEST_CASE("tpm_packet: tpm_version_name") {
 }
 
 }  // namespace vtpm
+
+TEST_CASE("tpm_packet: every guest channel answers a refusal with the same TPM code") {
+  using vtpm::ErrorCode;
+  using vtpm::TpmVersion;
+  using namespace vtpm::tpm;
+  CHECK(failure_code(TpmVersion::k20, ErrorCode::kTooLarge) == kTpm2RcCommandSize);
+  CHECK(failure_code(TpmVersion::k20, ErrorCode::kInvalidArgument) == kTpm2RcCommandSize);
+  CHECK(failure_code(TpmVersion::k20, ErrorCode::kBusy) == kTpm2RcRetry);
+  CHECK(failure_code(TpmVersion::k20, ErrorCode::kCancelled) == kTpm2RcCanceled);
+  CHECK(failure_code(TpmVersion::k20, ErrorCode::kUnavailable) == kTpm2RcFailure);
+  CHECK(failure_code(TpmVersion::k12, ErrorCode::kTooLarge) == kTpm12BadParamSize);
+  CHECK(failure_code(TpmVersion::k12, ErrorCode::kBusy) == kTpm12Retry);
+  CHECK(failure_code(TpmVersion::k12, ErrorCode::kCancelled) == kTpm12Fail);
+  CHECK(failure_code(TpmVersion::k12, ErrorCode::kTpmFailure) == kTpm12Fail);
+}
