@@ -19,34 +19,39 @@ class SwtpmBackend::Listener {
     if (unix_ && !path_.empty()) ::unlink(path_.c_str());
   }
 
-  Status listen_unix(uv_loop_t* loop, const std::string& path, unsigned mode) {
+  Status bind_unix(uv_loop_t* loop, const std::string& path, unsigned mode) {
     uv_pipe_init(loop, &handle_.get()->pipe, 0);
     handle_.mark_live();
     handle_.get()->handle.data = this;
-    Status s = vtpm::listen_unix(&handle_.get()->pipe, path, mode, [](uv_stream_t* server, int status) {
-      if (status == 0) static_cast<Listener*>(server->data)->backend_.accept(*static_cast<Listener*>(server->data));
-    });
+    Status s = vtpm::bind_unix(&handle_.get()->pipe, path, mode);
     if (s) path_ = path;
     return s;
   }
 
-  Status listen_tcp(uv_loop_t* loop, const std::string& bind, std::uint16_t port) {
+  Status bind_tcp(uv_loop_t* loop, const std::string& bind, std::uint16_t port) {
     uv_tcp_init(loop, &handle_.get()->tcp);
     handle_.mark_live();
     handle_.get()->handle.data = this;
+    where_ = bind + ":" + std::to_string(port);
     sockaddr_storage addr{};
     if (uv_ip4_addr(bind.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
         uv_ip6_addr(bind.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
       return make_error(ErrorCode::kInvalidArgument, "bad bind address '" + bind + "'");
     }
-    int rc = uv_tcp_bind(&handle_.get()->tcp, reinterpret_cast<sockaddr*>(&addr), 0);
-    if (rc == 0) {
-      rc = uv_listen(handle_.stream(), 128, [](uv_stream_t* server, int status) {
-        if (status == 0) static_cast<Listener*>(server->data)->backend_.accept(*static_cast<Listener*>(server->data));
-      });
+    // libuv defers a bind error (EADDRINUSE) to uv_listen.
+    if (int rc = uv_tcp_bind(&handle_.get()->tcp, reinterpret_cast<sockaddr*>(&addr), 0); rc != 0) {
+      return make_error(ErrorCode::kIo, "cannot bind " + where_ + ": " + uv_strerror(rc));
     }
-    if (rc != 0) {
-      return make_error(ErrorCode::kIo, "cannot listen on " + bind + ":" + std::to_string(port) + ": " + uv_strerror(rc));
+    return Status::success();
+  }
+
+  Status listen() {
+    auto on_connection = [](uv_stream_t* server, int status) {
+      if (status == 0) static_cast<Listener*>(server->data)->backend_.accept(*static_cast<Listener*>(server->data));
+    };
+    if (unix_) return start_listening(&handle_.get()->pipe, path_, on_connection);
+    if (int rc = uv_listen(handle_.stream(), 128, on_connection); rc != 0) {
+      return make_error(ErrorCode::kIo, "cannot listen on " + where_ + ": " + uv_strerror(rc));
     }
     return Status::success();
   }
@@ -61,7 +66,8 @@ class SwtpmBackend::Listener {
   std::shared_ptr<Session> session_;
   ChannelKind kind_;
   bool unix_;
-  std::string path_;
+  std::string path_;   // a Unix socket's
+  std::string where_;  // a TCP socket's address:port
   UvHandle<uv_any_handle> handle_;
 };
 
@@ -71,31 +77,51 @@ SwtpmBackend::SwtpmBackend(uv_loop_t* loop, const Logger& log, Service& service)
 SwtpmBackend::~SwtpmBackend() { close_all(); }
 
 Status SwtpmBackend::attach(const Uuid& id, const EndpointSpec& spec) {
+  if (Status s = reserve(id, spec); !s) return s;
+  return activate(id);
+}
+
+Status SwtpmBackend::reserve(const Uuid& id, const EndpointSpec& spec) {
   if (endpoints_.contains(id)) {
     return make_error(ErrorCode::kAlreadyExists, "instance " + id.to_string() + " already has endpoints; detach first");
   }
-  auto instance = service_.show(id);
-  if (!instance) return instance.error();
   Endpoints e;
   e.spec = spec;
   e.session = std::make_shared<Session>();
   e.session->id = id;
-  e.session->version = (*instance)->version;
-  e.session->buffer_size = (*instance)->max_command_size;
-  auto open = [&](ChannelKind kind, bool unix_socket, const std::string& path, std::uint16_t port) -> Status {
+  auto bind = [&](ChannelKind kind, bool unix_socket, const std::string& path, std::uint16_t port) -> Status {
     auto listener = std::make_unique<Listener>(*this, e.session, kind, unix_socket);
-    Status s = unix_socket ? listener->listen_unix(loop_, path, spec.mode) : listener->listen_tcp(loop_, spec.bind, port);
+    Status s = unix_socket ? listener->bind_unix(loop_, path, spec.mode) : listener->bind_tcp(loop_, spec.bind, port);
     if (s) e.listeners.push_back(std::move(listener));
     return s;
   };
   Status s;
-  if (s && !spec.ctrl_path.empty()) s = open(ChannelKind::kCtrl, true, spec.ctrl_path, 0);
-  if (s && !spec.data_path.empty()) s = open(ChannelKind::kData, true, spec.data_path, 0);
-  if (s && spec.ctrl_port != 0) s = open(ChannelKind::kCtrl, false, {}, spec.ctrl_port);
-  if (s && spec.data_port != 0) s = open(ChannelKind::kData, false, {}, spec.data_port);
-  if (!s) return s;  // the listeners opened so far close with `e`
+  if (s && !spec.ctrl_path.empty()) s = bind(ChannelKind::kCtrl, true, spec.ctrl_path, 0);
+  if (s && !spec.data_path.empty()) s = bind(ChannelKind::kData, true, spec.data_path, 0);
+  if (s && spec.ctrl_port != 0) s = bind(ChannelKind::kCtrl, false, {}, spec.ctrl_port);
+  if (s && spec.data_port != 0) s = bind(ChannelKind::kData, false, {}, spec.data_port);
+  if (!s) return s;  // the sockets bound so far close with `e`
   endpoints_.emplace(id, std::move(e));
-  for (const auto& d : spec.describe()) log_.info(id, "listening on " + d);
+  return Status::success();
+}
+
+Status SwtpmBackend::activate(const Uuid& id) {
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) return make_error(ErrorCode::kNotFound, "instance " + id.to_string() + " has no endpoints");
+  auto instance = service_.show(id);
+  Status s = instance ? Status::success() : Status(instance.error());
+  if (s) {
+    it->second.session->version = (*instance)->version;
+    it->second.session->buffer_size = (*instance)->max_command_size;
+  }
+  for (auto& listener : it->second.listeners) {
+    if (s) s = listener->listen();
+  }
+  if (!s) {
+    endpoints_.erase(it);  // all or nothing
+    return s;
+  }
+  for (const auto& d : it->second.spec.describe()) log_.info(id, "listening on " + d);
   return Status::success();
 }
 

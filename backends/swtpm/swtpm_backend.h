@@ -33,6 +33,13 @@ class SwtpmBackend {
 
   // Opens the endpoints; all or nothing. One set of endpoints per instance.
   Status attach(const Uuid& id, const EndpointSpec& spec);
+  // The two halves of attach, for an add: reserve binds the sockets (a
+  // Unix socket's file appears; connecting is refused) while the new
+  // instance is being made durable, which overlaps the file creation with
+  // the disk syncs; activate listens once it is. Either fails all or
+  // nothing; detach releases reserved endpoints too.
+  Status reserve(const Uuid& id, const EndpointSpec& spec);
+  Status activate(const Uuid& id);
   // Closes the instance's listeners and connections.
   Status detach(const Uuid& id);
   const EndpointSpec* spec_of(const Uuid& id) const;

@@ -277,9 +277,25 @@ void Handlers::add(const Json& params, Reply reply, Progress progress) {
   // Saved with the new instance until provisioning finishes: a crash in
   // between leaves it marked, and the next start removes it (all or nothing).
   if (!provision->empty()) options.provisioning = std::string(kProvisioningPending);
+  bool reserved = false;
+  if (spec) {
+    options.channel_config = spec->to_json().dump();
+    // The sockets are bound now, while the new instance is manufactured and
+    // made durable (creating their files can take as long as a disk sync),
+    // and listen once it exists. A UUID in use is the add's error to report.
+    if (!options.uuid) options.uuid = service_.fresh_uuid();
+    if (auto existing = service_.show(*options.uuid); !existing && existing.error().code == ErrorCode::kNotFound) {
+      if (Status s = swtpm_.reserve(*options.uuid, *spec); !s) return reply(s.error());
+      reserved = true;
+    }
+  }
   service_.add(options, [this, provision = std::move(*provision), spec = std::move(spec), reply = std::move(reply),
-                         progress = std::move(progress), vchan = vchan->value_or(std::nullopt)](Result<const Instance*> r) mutable {
-    if (!r) return reply(r.error());
+                         progress = std::move(progress), vchan = vchan->value_or(std::nullopt), reserved,
+                         id = options.uuid](Result<const Instance*> r) mutable {
+    if (!r) {
+      if (reserved) (void)swtpm_.detach(*id);
+      return reply(r.error());
+    }
     finish_add((*r)->uuid, std::move(provision), std::move(spec), vchan, std::move(reply), std::move(progress));
   });
 }
@@ -357,7 +373,9 @@ void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optio
     return;
   }
   if (spec) {
-    if (Status s = open_endpoints(id, *spec); !s) {
+    // Saved with the new instance already (AddOptions::channel_config), and
+    // bound since the add began (Handlers::add).
+    if (Status s = swtpm_.activate(id); !s) {
       // All or nothing: an instance whose endpoints cannot open is not kept.
       service_.remove(id, true, [reply, error = s.error()](Status) { reply(error); });
       return;

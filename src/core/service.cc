@@ -211,6 +211,7 @@ void Service::add(const AddOptions& options, InstanceCallback done) {
   fresh.max_command_size = options.max_command_size.value_or(default_max_command_size_);
   fresh.limits = options.limits;
   fresh.provisioning = options.provisioning;
+  fresh.channel_config = options.channel_config;
   // The registry entry exists from now on, so a second add of the same UUID
   // fails even while this one is still manufacturing.
   auto added = registry_.add(std::move(fresh));

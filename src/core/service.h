@@ -30,6 +30,9 @@ struct AddOptions {
   std::optional<std::uint32_t> max_command_size;
   InstanceLimits limits;
   std::string provisioning;  // the summary saved with the new instance (a warm-pool member's marker)
+  // Guest channels to open once it exists, saved with its first write so
+  // that one commit makes the instance and its channels durable.
+  std::string channel_config;
 };
 
 // The daemon-wide defaults behind an instance's limits of 0.
@@ -80,6 +83,9 @@ class Service {
   ~Service();
 
   void add(const AddOptions& options, InstanceCallback done);
+  // A random UUID no instance has: for an add that prepares something
+  // under the new instance's UUID before it exists.
+  Uuid fresh_uuid();
   void remove(const Uuid& id, bool force, StatusCallback done);
   // Runs `listener` for every instance removed from now on, once it is
   // gone from the registry: guest channels close what was bound to it.
@@ -180,7 +186,6 @@ class Service {
   Status check_state_size(Instance& instance, const state::InstanceRecord& record);
   // The same check for state that is not hosted yet: nothing is changed.
   Status refuse_oversized(const state::InstanceRecord& record, std::uint32_t max_state_size) const;
-  Uuid fresh_uuid();
 
   const Logger& log_;
   std::vector<std::function<void(const Uuid&)>> removed_listeners_;

@@ -38,6 +38,11 @@ Status make_parent_directory(const std::string& path, unsigned dir_mode) {
 
 Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_connection_cb on_connection,
                    unsigned dir_mode) {
+  if (Status s = bind_unix(pipe, path, mode, dir_mode); !s) return s;
+  return start_listening(pipe, path, on_connection);
+}
+
+Status bind_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, unsigned dir_mode) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) {
     return make_error(ErrorCode::kInvalidArgument, "socket path empty or too long: '" + path + "'");
   }
@@ -54,6 +59,10 @@ Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_c
   const int bound = uv_pipe_bind(pipe, path.c_str());
   ::umask(old_mask);
   if (bound != 0) return make_error(ErrorCode::kIo, "cannot bind " + path + ": " + uv_strerror(bound));
+  return Status::success();
+}
+
+Status start_listening(uv_pipe_t* pipe, const std::string& path, uv_connection_cb on_connection) {
   const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(pipe), 128, on_connection);
   if (rc != 0) {
     ::unlink(path.c_str());

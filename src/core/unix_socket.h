@@ -16,5 +16,9 @@ namespace vtpm {
 // A parent directory created here gets `dir_mode`.
 Status listen_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, uv_connection_cb on_connection,
                    unsigned dir_mode = 0700);
+// The two halves of listen_unix. Between them the socket file exists and a
+// client's connect is refused (ECONNREFUSED), as if nothing were there yet.
+Status bind_unix(uv_pipe_t* pipe, const std::string& path, unsigned mode, unsigned dir_mode = 0700);
+Status start_listening(uv_pipe_t* pipe, const std::string& path, uv_connection_cb on_connection);
 
 }  // namespace vtpm

@@ -245,7 +245,8 @@ void Daemon::restore_instances(state::OpenedState opened) {
 
 void Daemon::reopen_endpoints() {
   for (const auto& [id, instance] : registry_.all()) {
-    if (instance.channel_config.empty()) continue;
+    // An unfinished provisioning add being discarded keeps its sockets closed.
+    if (instance.channel_config.empty() || instance.removing) continue;
     const auto json = nlohmann::json::parse(instance.channel_config, nullptr, false);
     auto spec = json.is_discarded() ? Result<swtpm::EndpointSpec>(make_error(ErrorCode::kCorrupt, "unreadable"))
                                     : swtpm::EndpointSpec::from_json(json);

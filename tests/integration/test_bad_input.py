@@ -184,6 +184,35 @@ class BadInputTest(harness.DaemonTestCase):
         self.assertFalse(os.path.exists(path))
         self.assertFalse(os.path.exists(path + ".ctrl"))
 
+    def test_an_add_whose_endpoints_cannot_open_creates_nothing(self):
+        """add binds its sockets while the new TPM is made durable and listens
+        once it is; a socket that cannot be had fails the add, all or nothing,
+        and harms nobody else's endpoints."""
+        d = self.d
+        total = d.result("status")["instances"]["total"]
+        blocker = os.path.join(d.tmp, "not-a-socket")
+        with open(blocker, "w") as f:
+            f.write("keep me")
+        resp = d.call("add", auto_startup=True, swtpm_path=blocker)
+        self.assertErrorCode(resp, "already_exists")
+        self.assertIn("is not a socket", resp["error"]["message"])
+        with open(blocker) as f:
+            self.assertEqual(f.read(), "keep me")
+        self.assertFalse(os.path.exists(blocker + ".ctrl"), "a half-made add left its control socket")
+
+        taken = os.path.join(d.tmp, "taken.sock")
+        u = d.result("add", auto_startup=True, swtpm_path=taken)["uuid"]
+        self.assertErrorCode(d.call("add", auto_startup=True, swtpm_path=taken), "already_exists")
+        # The same UUID again, endpoints elsewhere: the add's own error, and
+        # the existing instance keeps its sockets.
+        elsewhere = os.path.join(d.tmp, "elsewhere.sock")
+        self.assertErrorCode(d.call("add", uuid=u, swtpm_path=elsewhere), "already_exists")
+        self.assertFalse(os.path.exists(elsewhere))
+        self.assertEqual(len(T.parse_get_random(T.data_socket_exchange(taken, T.get_random(8)))), 8)
+        self.assertEqual(d.result("status")["instances"]["total"], total + 1)
+        d.result("remove", uuid=u)
+        self.assert_intact()
+
     def test_remove_with_commands_in_flight_is_busy_until_forced(self):
         d = self.d
         u = self.fresh20()

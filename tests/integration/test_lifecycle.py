@@ -130,6 +130,24 @@ class LifecycleTest(harness.DaemonTestCase):
             d.restart()
             self.assertEqual(self.list_uuids(d), sorted(added), "round %d: an acknowledged add was lost" % round_)
 
+    def test_an_acknowledged_add_keeps_its_endpoints_after_sigkill_right_after_the_ack(self):
+        """An add with swtpm endpoints is one commit: the instance and where it
+        listens are durable together before the answer (they were two commits,
+        the second after the answer). 10 rounds of add, ack, SIGKILL at once,
+        restart: every acknowledged instance answers on its own socket."""
+        d = self.start_daemon()
+        paths = {}
+        for round_ in range(10):
+            path = os.path.join(d.tmp, "ep%d.sock" % round_)
+            paths[d.result("add", auto_startup=True, swtpm_path=path)["uuid"]] = path
+            d.kill()
+            harness.wait_until(lambda: not d.group_pids(), 5, what="the daemon to die")
+            d.restart()
+            for u, p in paths.items():
+                self.assertIn("swtpm-data:unix:" + p, d.result("show", uuid=u)["channels"], "round %d" % round_)
+                answer = T.data_socket_exchange(p, T.get_random(8))
+                self.assertEqual(len(T.parse_get_random(answer)), 8, "round %d: %s does not answer" % (round_, p))
+
     def test_an_acknowledged_nv_write_survives_sigkill_right_after_the_ack(self):
         """The durability rule: the response to an NV write is released only
         once the new state is on disk. 25 rounds of write, ack, SIGKILL at

@@ -535,6 +535,22 @@ def self_test(full=True):
     return _cmd2(TPM_CC_SelfTest, params=_u8(1 if full else 0))
 
 
+def data_socket_exchange(path, command, timeout=30.0):
+    """One command over a swtpm-compatible data socket (raw TPM packets)."""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(command)
+        data = b""
+        while len(data) < 10 or len(data) < struct.unpack(">I", data[2:6])[0]:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise AssertionError("%s closed before the answer" % path)
+            data += chunk
+        return data
+
+
 def get_random(n):
     """TPM2_GetRandom(UINT16 bytesRequested)."""
     return _cmd2(TPM_CC_GetRandom, params=_u16(n))
