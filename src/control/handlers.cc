@@ -277,24 +277,32 @@ void Handlers::add(const Json& params, Reply reply, Progress progress) {
   // Saved with the new instance until provisioning finishes: a crash in
   // between leaves it marked, and the next start removes it (all or nothing).
   if (!provision->empty()) options.provisioning = std::string(kProvisioningPending);
-  bool reserved = false;
+  // The sockets are bound while the new instance's first write is being
+  // synced (creating their files costs about as much as a sync on some
+  // filesystems), and listen once the add is durable (finish_add).
+  struct Reservation {
+    Uuid id;
+    std::optional<Status> status;  // empty: not tried (no endpoints, or the add failed first)
+  };
+  auto reserved = std::make_shared<Reservation>();
   if (spec) {
     options.channel_config = spec->to_json().dump();
-    // The sockets are bound now, while the new instance is manufactured and
-    // made durable (creating their files can take as long as a disk sync),
-    // and listen once it exists. A UUID in use is the add's error to report.
-    if (!options.uuid) options.uuid = service_.fresh_uuid();
-    if (auto existing = service_.show(*options.uuid); !existing && existing.error().code == ErrorCode::kNotFound) {
-      if (Status s = swtpm_.reserve(*options.uuid, *spec); !s) return reply(s.error());
-      reserved = true;
-    }
+    options.while_saving = [this, spec = *spec, reserved](const Uuid& id) {
+      reserved->id = id;
+      reserved->status = swtpm_.reserve(id, spec);
+    };
   }
   service_.add(options, [this, provision = std::move(*provision), spec = std::move(spec), reply = std::move(reply),
-                         progress = std::move(progress), vchan = vchan->value_or(std::nullopt), reserved,
-                         id = options.uuid](Result<const Instance*> r) mutable {
+                         progress = std::move(progress), vchan = vchan->value_or(std::nullopt),
+                         reserved](Result<const Instance*> r) mutable {
     if (!r) {
-      if (reserved) (void)swtpm_.detach(*id);
+      if (reserved->status && *reserved->status) (void)swtpm_.detach(reserved->id);
       return reply(r.error());
+    }
+    if (reserved->status && !*reserved->status) {
+      // All or nothing: an instance whose endpoints cannot open is not kept.
+      service_.remove((*r)->uuid, true, [reply, error = reserved->status->error()](Status) { reply(error); });
+      return;
     }
     finish_add((*r)->uuid, std::move(provision), std::move(spec), vchan, std::move(reply), std::move(progress));
   });

@@ -218,7 +218,8 @@ void Service::add(const AddOptions& options, InstanceCallback done) {
   if (!added) return done(added.error());
   Instance& instance = **added;
   instance.removing = true;  // not usable until manufactured
-  engine_.attach(id, instance.params(), {}, [this, id, done = std::move(done)](engine::Completion&& c) {
+  engine_.attach(id, instance.params(), {}, [this, id, while_saving = options.while_saving,
+                                             done = std::move(done)](engine::Completion&& c) {
     Instance* i = registry_.find(id);
     if (i == nullptr) return done(make_error(ErrorCode::kNotFound, "instance vanished during add"));
     if (!c.ok) {
@@ -251,6 +252,7 @@ void Service::add(const AddOptions& options, InstanceCallback done) {
                         engine_.placement(id) + " (manufactured in " + std::to_string(manufacture_us) + " us)");
       done(static_cast<const Instance*>(again));
     });
+    if (while_saving) while_saving(id);
   });
 }
 

@@ -33,6 +33,10 @@ struct AddOptions {
   // Guest channels to open once it exists, saved with its first write so
   // that one commit makes the instance and its channels durable.
   std::string channel_config;
+  // Runs on the loop while the new instance's first write is on its way to
+  // the disk (after manufacture): work that can overlap the sync, such as
+  // creating the channels' socket files. Not run if the add fails earlier.
+  std::function<void(const Uuid&)> while_saving;
 };
 
 // The daemon-wide defaults behind an instance's limits of 0.
@@ -83,9 +87,6 @@ class Service {
   ~Service();
 
   void add(const AddOptions& options, InstanceCallback done);
-  // A random UUID no instance has: for an add that prepares something
-  // under the new instance's UUID before it exists.
-  Uuid fresh_uuid();
   void remove(const Uuid& id, bool force, StatusCallback done);
   // Runs `listener` for every instance removed from now on, once it is
   // gone from the registry: guest channels close what was bound to it.
@@ -186,6 +187,7 @@ class Service {
   Status check_state_size(Instance& instance, const state::InstanceRecord& record);
   // The same check for state that is not hosted yet: nothing is changed.
   Status refuse_oversized(const state::InstanceRecord& record, std::uint32_t max_state_size) const;
+  Uuid fresh_uuid();
 
   const Logger& log_;
   std::vector<std::function<void(const Uuid&)>> removed_listeners_;
