@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
+import re
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -159,6 +159,7 @@ def manifest_body(counter, entries):
 
 ENTRIES = [(UUID2, 5, 0), (UUID, 3, 1)]
 seed("fuzz_state", "0_sealed_raw", u8(0) + sealed_header(len(REC)) + REC + bytes(16))
+seed("fuzz_state", "0_sealed_in_file", u8(0) + sealed_header(len(REC)) + REC + bytes(16) + bytes(2500))
 seed("fuzz_state", "1_sealed_record", u8(1) + u8(0) + UUID + u64(3) + u32(1) + NONCE + u8(0) + u32(77) + REC)
 seed("fuzz_state", "1_sealed_record_undigested", u8(1) + u8(4) + UUID + u64(4) + u32(1) + NONCE + u8(0) + u32(78) +
      REC[:-32])
@@ -168,9 +169,11 @@ seed("fuzz_state", "1_sealed_generation_top", u8(1) + u8(0) + UUID + u64(2**64 -
 seed("fuzz_state", "1_sealed_record12_stale", u8(1) + u8(3) + UUID + u64(9) + u32(1) + NONCE + u8(1) + u32(5) + REC12)
 body = manifest_body(42, ENTRIES)
 seed("fuzz_state", "2_manifest_raw", u8(2) + body + hmac.new(MAC_KEY, body, hashlib.sha256).digest())
-seed("fuzz_state", "3_manifest_body", u8(3) + body)
-seed("fuzz_state", "3_manifest_empty", u8(3) + manifest_body(1, []))
+seed("fuzz_state", "3_manifest_body", u8(3) + u8(0) + body)
+seed("fuzz_state", "3_manifest_empty", u8(3) + u8(0) + manifest_body(1, []))
+seed("fuzz_state", "3_manifest_padded", u8(3) + u8(200) + body)
 seed("fuzz_state", "4_manifest_entries", u8(4) + body[12:20] + body[24:])
+seed("fuzz_state", "4_manifest_entries_inline", u8(4) + u64(7) + body[24:])
 seed("fuzz_state", "5_record", u8(5) + REC)
 seed("fuzz_state", "5_record12", u8(5) + REC12)
 seed("fuzz_state", "6_export_raw", u8(6) + b"VTPMXPRT" + u16(1) + u16(0) + bytes(32) + NONCE + u32(len(REC)) + REC +
@@ -261,10 +264,15 @@ seed("fuzz_tpmif", "value_ring_ref", u8(1) + u32(0xFFFFFFFE) + b"8")
 seed("fuzz_tpmif", "value_state", u8(1) + u32(6) + b"4")
 seed("fuzz_tpmif", "value_garbage", u8(1) + u32(0xFFFF) + b"12abc\n")
 
-if os.path.isdir(CORPUS):
-    shutil.rmtree(CORPUS)
+# Replaces the hand-made seeds; inputs a fuzzer found and that were committed
+# (named by their SHA-1, as libFuzzer names them) stay.
+found = re.compile(r"[0-9a-f]{40}")
+for target in os.listdir(CORPUS) if os.path.isdir(CORPUS) else []:
+    for name in os.listdir(os.path.join(CORPUS, target)):
+        if not found.fullmatch(name):
+            os.unlink(os.path.join(CORPUS, target, name))
 for target, files in sorted(seeds.items()):
-    os.makedirs(os.path.join(CORPUS, target))
+    os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
     for name, data in files.items():
         with open(os.path.join(CORPUS, target, name), "wb") as f:
             f.write(data)
