@@ -71,4 +71,20 @@ class ByteReader {
   bool ok_ = true;
 };
 
+// Files written in place keep their length (state/file_io.h, write_in_place):
+// a record is followed by zeros to the end of its file. The record's extent
+// within `file`, given the length its own header states, or why not: too
+// short (truncated) or a tail that is not all zeros (appended to).
+struct FileExtent {
+  std::span<const std::uint8_t> record;
+  const char* problem = nullptr;  // "truncated" or "non-zero bytes after the record"
+};
+inline FileExtent record_in_file(std::span<const std::uint8_t> file, std::uint64_t record_length) {
+  if (record_length > file.size()) return {{}, "truncated"};
+  for (std::size_t i = static_cast<std::size_t>(record_length); i < file.size(); ++i) {
+    if (file[i] != 0) return {{}, "non-zero bytes after the record"};
+  }
+  return {file.first(static_cast<std::size_t>(record_length)), nullptr};
+}
+
 }  // namespace vtpm::state

@@ -49,9 +49,13 @@ Status replace_file(const std::string& path, std::span<const std::uint8_t> bytes
 // between them (state/crash_points.h).
 using StepHook = std::function<void(const char* step)>;
 
-// Overwrites `path` in place (creating it, mode 0600, if missing), cuts it
-// to the new length and fdatasyncs it; steps "written", "synced". Returns
-// whether the file was created (its directory entry is not yet durable).
+// Overwrites `path` in place (creating it, mode 0600, if missing) and
+// fdatasyncs it, keeping the file's length: the bytes are followed by zeros
+// to the end of the file (readers find the record's own end: bytes.h,
+// record_in_file). A file too short, or more than four times too long,
+// gets the bytes' length plus an eighth, in whole pages. Steps "written",
+// "synced". Returns whether the file was created (its directory entry is
+// not yet durable).
 Result<bool> write_in_place(const std::string& path, std::span<const std::uint8_t> bytes, const StepHook& step = {});
 
 }  // namespace vtpm::state

@@ -69,6 +69,18 @@ Result<SealedHeader> read_sealed_header(std::span<const std::uint8_t> blob) {
   return h;
 }
 
+Result<std::span<const std::uint8_t>> sealed_blob_in_file(std::span<const std::uint8_t> file) {
+  if (file.size() < kSealedHeaderSize) return corrupt("truncated (" + std::to_string(file.size()) + " bytes)");
+  ByteReader r(file.subspan(kSealedHeaderSize - 4, 4));
+  const std::uint64_t length = sealed_blob_size(r.u32());
+  const FileExtent extent = record_in_file(file, length);
+  if (extent.problem != nullptr) {
+    return corrupt(std::string(extent.problem) + ": the file has " + std::to_string(file.size()) +
+                   " bytes, the header states a blob of " + std::to_string(length));
+  }
+  return extent.record;
+}
+
 Result<OpenedBlob> open_blob(const SecretKey& instance_key, std::span<const std::uint8_t> blob,
                              const BlobExpectation& expected) {
   auto header = read_sealed_header(blob);

@@ -45,6 +45,10 @@ Bytes seal_blob(const SecretKey& instance_key, SealedHeader header, std::span<co
 // version, field ranges and the body length against the file size.
 Result<SealedHeader> read_sealed_header(std::span<const std::uint8_t> blob);
 
+// The sealed blob inside a slot file (the blob, then zeros to the end of
+// the file; docs/state-format.md): its exact bytes, or kCorrupt.
+Result<std::span<const std::uint8_t>> sealed_blob_in_file(std::span<const std::uint8_t> file);
+
 struct OpenedBlob {
   SealedHeader header;
   SecureBytes body;  // plaintext, in secure memory

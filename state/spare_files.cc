@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <utility>
 #include <cstdio>
 
 #include "state/file_io.h"
@@ -70,7 +71,9 @@ Status SpareFiles::refill() {
   }
   if (numbers.empty()) return Status::success();
   static const Bytes zeros(kFileSize, 0);
-  std::vector<std::uint64_t> made;
+  // All written first, then synced: the first fdatasync commits the
+  // journal transaction that allocated every file's blocks.
+  std::vector<std::pair<std::uint64_t, Fd>> written;
   Status result = Status::success();
   for (std::uint64_t n : numbers) {
     const std::string path = path_of(n);
@@ -84,10 +87,14 @@ Status SpareFiles::refill() {
       result = s;
       break;
     }
+    written.emplace_back(n, std::move(fd));
+  }
+  std::vector<std::uint64_t> made;
+  for (auto& [n, fd] : written) {
     if (::fdatasync(fd.get()) != 0) {
-      result = io_error("fdatasync", path);
-      ::unlink(path.c_str());
-      break;
+      if (result) result = io_error("fdatasync", path_of(n));
+      ::unlink(path_of(n).c_str());
+      continue;
     }
     made.push_back(n);
   }
@@ -101,7 +108,7 @@ Status SpareFiles::refill() {
 
 bool SpareFiles::wanted() const {
   const std::lock_guard lock(mutex_);
-  return ready_.size() < kTarget;
+  return ready_.size() <= kLowWater;
 }
 
 std::size_t SpareFiles::ready() const {

@@ -25,7 +25,10 @@ namespace vtpm::state {
 
 class SpareFiles {
  public:
-  static constexpr std::size_t kTarget = 8;            // spares kept ready
+  static constexpr std::size_t kTarget = 16;  // spares made by a refill
+  // A refill is due at this many or fewer: refills come in bulk, not
+  // after every add, so most adds' syncs do not queue behind a refill's.
+  static constexpr std::size_t kLowWater = 8;
   static constexpr std::size_t kFileSize = 16 * 1024;  // covers a provisioned TPM's blob
 
   explicit SpareFiles(std::string directory) : directory_(std::move(directory)) {}
@@ -39,10 +42,10 @@ class SpareFiles {
   // The file at `path` (shredded: zero-filled and synced) becomes a spare
   // if fewer than kTarget are ready; otherwise it is unlinked.
   Status recycle(const std::string& path);
-  // Creates spares up to kTarget (written, fdatasynced, then one directory
-  // fsync). Blocks on the disk: threadpool.
+  // Creates spares up to kTarget (all written, then each fdatasynced, then
+  // one directory fsync). Blocks on the disk: threadpool.
   Status refill();
-  bool wanted() const;  // fewer than kTarget ready
+  bool wanted() const;  // kLowWater or fewer ready
   std::size_t ready() const;
 
  private:

@@ -108,7 +108,8 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
   for (const std::string& path : {manifest_path(0), manifest_path(1)}) {
     if (!file_exists(path)) continue;
     auto bytes = read_whole_file(path);
-    auto m = bytes ? decode_manifest(*bytes, manifest_key_) : Result<Manifest>(bytes.error());
+    auto inside = bytes ? manifest_in_file(*bytes) : Result<std::span<const std::uint8_t>>(bytes.error());
+    auto m = inside ? decode_manifest(*inside, manifest_key_) : Result<Manifest>(inside.error());
     if (!m) {
       rejected.push_back(path + ": " + m.error().message);
       continue;
@@ -164,6 +165,7 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
   epoch_requested_ = true;
   last_advance_ = std::chrono::steady_clock::now();
   if (Status s = commit(out.manifest, true); !s) return s.error();
+  advance_epoch();
   if (Status s = spares_.refill(); !s) out.notes.push_back("cannot create spare state files: " + s.error().message);
   if (target_ != counter_) {
     return make_error(ErrorCode::kUnavailable, "cannot advance the root of trust's counter: " + counter_status().problem);
@@ -171,44 +173,57 @@ Result<OpenedState> StateStore::open(Drbg& drbg) {
   return out;
 }
 
-Result<InstanceRecord> StateStore::open_instance(const Uuid& id, ManifestEntry& entry,
+Result<InstanceRecord> StateStore::open_instance(const Uuid& id, ManifestEntry& entry, const Bytes* inline_blob,
                                                  std::vector<std::string>& notes) const {
   const SecretKey key = instance_key(id, entry);
   // The next generation first: written before a crash stopped its commit,
   // it is newer than the committed one (and was never acknowledged).
   const std::string next_path = blob_path(id, entry.generation + 1);
   if (file_exists(next_path)) {
-    if (auto bytes = read_whole_file(next_path); bytes) {
-      auto opened = open_blob(key, *bytes, {id, entry.generation + 1, entry.key_epoch});
+    auto bytes = read_whole_file(next_path);
+    auto blob = bytes ? sealed_blob_in_file(*bytes) : Result<std::span<const std::uint8_t>>(bytes.error());
+    if (blob) {
+      auto opened = open_blob(key, *blob, {id, entry.generation + 1, entry.key_epoch});
       if (opened && opened->header.generation == entry.generation + 1) {
         auto record = decode_record(opened->body);
         if (record && record->uuid == id && record->version == opened->header.tpm) {
           notes.push_back(id.to_string() + ": generation " + std::to_string(entry.generation + 1) +
                           " reached the disk before a crash stopped its commit; it is adopted");
           entry.generation += 1;
-          entry.blob_digest = sha256(*bytes);
+          entry.blob_digest = sha256(*blob);
           return record;
         }
       }
     }
   }
-  const std::string path = blob_path(id, entry.generation);
+  // The committed generation: in the manifest itself (a new instance's
+  // first write), or in its slot file.
+  const std::string path = inline_blob != nullptr ? "the manifest's inline blob of " + id.to_string()
+                                                  : blob_path(id, entry.generation);
   auto fail = [&](const std::string& why) -> Result<InstanceRecord> {
     return make_error(ErrorCode::kCorrupt, path + ": " + why);
   };
-  if (!file_exists(path)) {
-    return fail("the state file is missing (the manifest lists generation " + std::to_string(entry.generation) + ")");
+  Result<Bytes> bytes = Bytes{};
+  Result<std::span<const std::uint8_t>> blob = std::span<const std::uint8_t>{};
+  if (inline_blob != nullptr) {
+    blob = std::span<const std::uint8_t>(*inline_blob);
+  } else {
+    if (!file_exists(path)) {
+      return fail("the state file is missing (the manifest lists generation " + std::to_string(entry.generation) + ")");
+    }
+    bytes = read_whole_file(path);
+    if (!bytes) return fail(bytes.error().message);
+    blob = sealed_blob_in_file(*bytes);
+    if (!blob) return fail(blob.error().message);
   }
-  auto bytes = read_whole_file(path);
-  if (!bytes) return fail(bytes.error().message);
-  auto opened = open_blob(key, *bytes, {id, entry.generation, entry.key_epoch});
+  auto opened = open_blob(key, *blob, {id, entry.generation, entry.key_epoch});
   if (!opened) return fail(opened.error().message);
   if (opened->header.generation != entry.generation) {
     // Generation+1 in the committed generation's slot cannot be ours.
     return fail("generation " + std::to_string(opened->header.generation) + " in the slot of generation " +
                 std::to_string(entry.generation));
   }
-  if (const Digest digest = sha256(*bytes); digest != entry.blob_digest) {
+  if (const Digest digest = sha256(*blob); digest != entry.blob_digest) {
     return fail("generation " + std::to_string(entry.generation) + " but SHA-256 " + to_hex(digest) +
                 " differs from the manifest's " + to_hex(entry.blob_digest));
   }
@@ -225,7 +240,12 @@ void StateStore::open_blobs(OpenedState& out, const std::vector<Uuid>& blob_file
                                        "kept for inspection");
       continue;
     }
-    auto record = open_instance(id, entry, out.notes);
+    const auto inlined = out.manifest.inline_blobs.find(id);
+    const Bytes* inline_blob = inlined != out.manifest.inline_blobs.end() ? inlined->second.get() : nullptr;
+    const std::uint64_t generation = entry.generation;
+    auto record = open_instance(id, entry, inline_blob, out.notes);
+    // A newer generation adopted from its slot file supersedes the inline one.
+    if (inline_blob != nullptr && entry.generation != generation) out.manifest.inline_blobs.erase(inlined);
     if (!record) {
       entry.quarantined = true;
       out.quarantined.emplace_back(id, record.error().message);
@@ -273,11 +293,11 @@ Status StateStore::commit(Manifest manifest, bool new_files) {
     if (Status s = sync_directory(directory_); !s) return s;
   }
   sequence_ = manifest.sequence;
-  // The commit is durable now: a manifest one ahead of the counter is
-  // accepted at start-up (and the increment completed). A failed increment
-  // therefore costs nothing but time; it is retried at later commits.
-  if (target_ != counter_) advance_counter(now);
   return Status::success();
+}
+
+void StateStore::advance_epoch() {
+  if (target_ != counter_) advance_counter(std::chrono::steady_clock::now());
 }
 
 void StateStore::advance_counter(std::chrono::steady_clock::time_point now) {
@@ -337,6 +357,8 @@ Status StateStore::store_sealed_master_key(std::span<const std::uint8_t> sealed)
   request_new_epoch();
   return Status::success();
 }
+
+Status StateStore::sync_blob_directory() const { return state::sync_directory(directory_); }
 
 Status StateStore::shred(const Uuid& id) const {
   for (std::uint64_t slot : {0, 1}) {

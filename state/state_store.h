@@ -72,12 +72,18 @@ class StateStore {
   // Writes and fdatasyncs the slot of `generation`.
   Result<BlobWritten> write_blob(const Uuid& id, std::uint64_t generation, std::span<const std::uint8_t> sealed) const;
   // Writes the manifest (next sequence number, bound to the current
-  // epoch or, when one is due, the next) into its slot and syncs it; then,
-  // for a new epoch, increments the counter. A failed increment does not
-  // fail the commit (see counter_status). `new_files`: some blob of this
-  // commit created its file, so the directory is synced first. Not
-  // concurrent with itself.
+  // epoch or, when one is due, the next) into its slot and syncs it: the
+  // commit is durable. `new_files`: some blob of this commit created its
+  // file, so the directory is synced first. Not concurrent with itself.
   Status commit(Manifest manifest, bool new_files);
+  // After a commit that began a new epoch: increments the counter. The
+  // commit's waiters need not wait for it (a manifest one ahead of the
+  // counter is accepted, and the increment completed, at start-up), but
+  // the next commit must (manifests never run two ahead). A failed
+  // increment is retried here later, with back-off (counter_status).
+  // Threadpool; between commits.
+  void advance_epoch();
+  bool epoch_pending() const { return target_ != counter_; }  // between commits
   // The next commit starts a new epoch (after a reseal; any thread).
   void request_new_epoch() { epoch_requested_ = true; }
   // Reseals the master key under `policy` (the root of trust's part:
@@ -95,6 +101,8 @@ class StateStore {
   // blocks on the disk: threadpool. spares_wanted(): any thread.
   Status refill_spares() { return spares_.refill(); }
   bool spares_wanted() const { return spares_.wanted(); }
+  // fsync of the state directory: new slot files' entries durable.
+  Status sync_blob_directory() const;
   // Overwrites the blob with zeros, syncs, recycles it as a spare or unlinks it (best effort
   // against recovery from the medium: the key salt is gone with the
   // manifest entry, so the ciphertext is undecryptable anyway).
@@ -111,7 +119,9 @@ class StateStore {
   void open_blobs(OpenedState& out, const std::vector<Uuid>& blob_files);
   // The instance's committed record, or the next generation if it reached
   // the disk before a crash stopped its commit; else why not.
-  Result<InstanceRecord> open_instance(const Uuid& id, ManifestEntry& entry, std::vector<std::string>& notes) const;
+  // `inline_blob`: the manifest carries the committed generation (else its slot file does).
+  Result<InstanceRecord> open_instance(const Uuid& id, ManifestEntry& entry, const Bytes* inline_blob,
+                                       std::vector<std::string>& notes) const;
 
   std::string directory_;
   mutable SpareFiles spares_;

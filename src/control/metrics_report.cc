@@ -147,6 +147,7 @@ Json global_stats_json(const MetricsSources& sources) {
             {"commits", p.commits()},
             {"failures", p.failures()},
             {"pending", p.pending()},
+            {"inline", p.committed().inline_blobs.size()},
             {"lag", histogram_json(p.lag())}}},
           {"connections", {{"control", sources.control_connections}, {"swtpm", sources.swtpm.connections()}}}};
 }
@@ -228,6 +229,9 @@ std::string prometheus_text(const MetricsSources& sources, bool per_instance) {
   x.sample("vtpmd_persistence_commits_total", "", p.commits());
   x.family("vtpmd_persistence_pending", "gauge", "Instance changes waiting for the next batch.");
   x.sample("vtpmd_persistence_pending", "", p.pending());
+  x.family("vtpmd_persistence_inline", "gauge",
+           "New instances whose state is still carried in the manifest (moved to their files when writes pause).");
+  x.sample("vtpmd_persistence_inline", "", p.committed().inline_blobs.size());
   x.family("vtpmd_persistence_lag_seconds", "histogram", "Time from a change of instance state to durable on disk.");
   x.histogram("vtpmd_persistence_lag_seconds", "", p.lag());
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <utility>
 
 #include "state/sealed_blob.h"
 
@@ -11,6 +12,15 @@ namespace {
 // Blob writes of one batch run on at most this many threadpool threads
 // (libuv's default pool has 4): parallel fsyncs share journal commits.
 constexpr std::size_t kMaxParallelWrites = 4;
+// New instances' first generations carried in the manifest at most (each
+// at most state::kMaxInlineBlob): a burst of adds stays inline, and the
+// manifest, rewritten at every commit, stays below about 1 MiB.
+constexpr std::size_t kMaxInlineBlobs = 256;
+constexpr std::size_t kMaxInlineBytes = 512 * 1024;
+// Background disk work (moving inline blobs to their files, new spare
+// files) waits for this long without a commit: creating files costs up to
+// a millisecond each on some filesystems, and must not slow an add burst.
+constexpr std::uint64_t kQuietMs = 50;
 
 }  // namespace
 
@@ -20,6 +30,9 @@ struct Persister::BlobWrite {
   state::SecretKey key;
   state::SealedHeader header;
   state::ManifestEntry entry;  // as committed once this write lands
+  state::Bytes sealed;         // sealed in the threadpool
+  bool inline_candidate = false;  // a new instance: may go into the manifest
+  bool inlined = false;           // went into the manifest, not a slot file
   Status result = Status::success();
   bool created_file = false;
   std::vector<std::function<void(Status)>> waiters;
@@ -52,7 +65,13 @@ struct Persister::Batch {
 
 Persister::Persister(uv_loop_t* loop, state::StateStore& store, state::Manifest committed, state::Drbg& drbg,
                      const Logger& log)
-    : loop_(loop), store_(store), committed_(std::move(committed)), drbg_(drbg), log_(log) {}
+    : loop_(loop), store_(store), committed_(std::move(committed)), drbg_(drbg), log_(log) {
+  uv_timer_init(loop_, background_timer_.get());
+  background_timer_.mark_live();
+  background_timer_.get()->data = this;
+  uv_unref(background_timer_.base());  // optional work: does not keep the loop alive
+  schedule_background();               // inline blobs left by the last run
+}
 
 Persister::~Persister() = default;
 
@@ -112,8 +131,25 @@ Status Persister::prepare_write(const Uuid& id, state::InstanceRecord record, Bl
   return Status::success();
 }
 
+bool Persister::collides_with_materialization(const Uuid& id, bool removal) const {
+  if (!materializing_) return false;
+  for (const auto& m : materialize_work_) {
+    if (m.id != id) continue;
+    if (removal) return true;  // its shred would race the job's write
+    // The job writes the slot of generation g; a write of g+2 (after a
+    // committed g+1) would go into the same file at the same time.
+    const auto committed = committed_.entries.find(id);
+    const std::uint64_t next = committed == committed_.entries.end() ? 1 : committed->second.generation + 1;
+    return next % 2 == m.entry.generation % 2;
+  }
+  return false;
+}
+
 void Persister::start_batch() {
   if (pending_.empty()) return;
+  for (const auto& [id, change] : pending_) {
+    if (collides_with_materialization(id, !change.record)) return;  // started again when the job ends
+  }
   batch_ = std::make_unique<Batch>();
   Batch& batch = *batch_;
   auto changes = std::move(pending_);
@@ -129,9 +165,21 @@ void Persister::start_batch() {
     write.since_us = change.since_us;
     write.result = prepare_write(id, std::move(*change.record), write);
   }
+  std::size_t inline_count = committed_.inline_blobs.size();
+  std::size_t inline_bytes = 0;
+  for (const auto& [id, blob] : committed_.inline_blobs) inline_bytes += blob->size();
   std::vector<BlobWrite*> ready;
   for (auto& write : batch.writes) {
-    if (write.result) ready.push_back(&write);
+    if (!write.result) continue;
+    // A new instance, while the manifest has room (counting each candidate
+    // at the largest size it may have).
+    if (!committed_.entries.contains(write.id) && inline_count < kMaxInlineBlobs &&
+        inline_bytes + state::kMaxInlineBlob <= kMaxInlineBytes) {
+      write.inline_candidate = true;
+      ++inline_count;
+      inline_bytes += state::kMaxInlineBlob;
+    }
+    ready.push_back(&write);
   }
   const std::size_t chunks = std::min(kMaxParallelWrites, ready.size());
   for (std::size_t c = 0; c < chunks; ++c) {
@@ -153,9 +201,14 @@ void Persister::start_batch() {
           auto* c = static_cast<Chunk*>(req->data);
           for (BlobWrite* w : c->writes) {
             state::Bytes body = state::encode_record(w->record);
-            const state::Bytes sealed = state::seal_blob(w->key, w->header, body);
+            w->sealed = state::seal_blob(w->key, w->header, body);
             state::wipe(body);
-            auto written = c->owner->store_.write_blob(w->id, w->header.generation, sealed);
+            if (w->inline_candidate && w->sealed.size() <= state::kMaxInlineBlob) {
+              w->entry.blob_digest = state::sha256(w->sealed);
+              w->inlined = true;
+              continue;
+            }
+            auto written = c->owner->store_.write_blob(w->id, w->entry.generation, w->sealed);
             if (written) {
               w->entry.blob_digest = written->digest;
               w->created_file = written->created;
@@ -179,20 +232,41 @@ void Persister::chunk_done() {
 }
 
 void Persister::start_commit() {
+  if (advancing_) {
+    commit_waiting_ = true;  // manifests never run two epochs ahead of the counter
+    return;
+  }
   Batch& batch = *batch_;
   CommitWork& commit = batch.commit;
   commit.owner = this;
   commit.request.data = &commit;
   commit.next = committed_;
   bool changed = false;
-  for (const auto& write : batch.writes) {
+  for (auto& write : batch.writes) {
     if (!write.result) continue;
     commit.next.entries[write.id] = write.entry;
+    if (write.inlined) {
+      commit.next.inline_blobs[write.id] = std::make_shared<const state::Bytes>(std::move(write.sealed));
+    } else {
+      commit.next.inline_blobs.erase(write.id);  // the slot file holds the committed generation now
+    }
     commit.new_files = commit.new_files || write.created_file;
     changed = true;
   }
+  // Inline blobs whose slot file a materialization made durable leave the
+  // manifest: exactly those (same generation and digest, so not a newer
+  // incarnation of the UUID).
+  for (const auto& [id, entry] : materialized_) {
+    const auto now = commit.next.entries.find(id);
+    if (now != commit.next.entries.end() && now->second.generation == entry.generation &&
+        now->second.blob_digest == entry.blob_digest && commit.next.inline_blobs.erase(id) > 0) {
+      changed = true;
+    }
+  }
+  materialized_.clear();
   for (const auto& [id, waiters] : batch.removals) {
     commit.next.entries.erase(id);
+    commit.next.inline_blobs.erase(id);
     commit.shred.push_back(id);
     changed = true;
   }
@@ -223,7 +297,8 @@ void Persister::commit_done(Status result) {
     committed_ = std::move(commit.next);
     ++commits_;
     for (const auto& id : commit.shred) keys_.erase(id);
-    if (commit.new_files) refill_spares();
+    if (store_.epoch_pending()) advance_epoch();
+    schedule_background();
   } else {
     log_.error("committing the state manifest failed: " + result.error().message);
   }
@@ -278,8 +353,97 @@ void Persister::refill_spares() {
   if (rc != 0) refilling_ = false;
 }
 
+void Persister::advance_epoch() {
+  advancing_ = true;
+  epoch_request_.data = this;
+  const int rc = uv_queue_work(
+      loop_, &epoch_request_, [](uv_work_t* req) { static_cast<Persister*>(req->data)->store_.advance_epoch(); },
+      [](uv_work_t* req, int) {
+        auto* self = static_cast<Persister*>(req->data);
+        self->advancing_ = false;
+        if (std::exchange(self->commit_waiting_, false)) self->start_commit();
+        self->check_idle();
+      });
+  // Not queued: the next commit is bound to the same epoch and retries.
+  if (rc != 0) advancing_ = false;
+}
+
+void Persister::schedule_background() {
+  uv_timer_start(background_timer_.get(), [](uv_timer_t* t) { static_cast<Persister*>(t->data)->background(); },
+                 kQuietMs, 0);
+}
+
+void Persister::background() {
+  if (batch_ || !pending_.empty() || advancing_) return schedule_background();  // not quiet yet
+  if (materializing_ || refilling_) return;  // each ends by scheduling the next step
+  if (!materialize()) refill_spares();
+}
+
+bool Persister::materialize() {
+  materialize_work_.clear();
+  for (const auto& [id, blob] : committed_.inline_blobs) {
+    const auto entry = committed_.entries.find(id);
+    if (entry == committed_.entries.end() || entry->second.quarantined) continue;  // evidence stays as it is
+    const bool done = std::any_of(materialized_.begin(), materialized_.end(), [&](const auto& m) {
+      return m.first == id && m.second.generation == entry->second.generation;
+    });
+    if (!done) materialize_work_.push_back(Materialization{id, entry->second, blob});
+  }
+  if (materialize_work_.empty()) return false;
+  materializing_ = true;
+  materialize_request_.data = this;
+  const int rc = uv_queue_work(
+      loop_, &materialize_request_,
+      [](uv_work_t* req) {
+        auto* self = static_cast<Persister*>(req->data);
+        bool created = false;
+        for (auto& m : self->materialize_work_) {
+          auto written = self->store_.write_blob(m.id, m.entry.generation, *m.sealed);
+          if (!written) {
+            m.result = written.error();
+            continue;
+          }
+          created = created || written->created;
+        }
+        // The new directory entries must be durable before a manifest drops the inline copies.
+        if (Status s = created ? self->store_.sync_blob_directory() : Status::success(); !s) {
+          for (auto& m : self->materialize_work_) m.result = s;
+        }
+      },
+      [](uv_work_t* req, int) {
+        auto* self = static_cast<Persister*>(req->data);
+        self->materializing_ = false;
+        std::size_t moved = 0;
+        for (auto& m : self->materialize_work_) {
+          if (m.result) {
+            self->materialized_.emplace_back(m.id, m.entry);
+            ++moved;
+          } else {
+            self->log_.warn(m.id, "moving a new instance's state from the manifest to its file failed (it stays in the "
+                                  "manifest): " + m.result.error().message);
+          }
+        }
+        if (moved > 0) {
+          self->log_.debug("moved the state of " + std::to_string(moved) +
+                           " new instance(s) from the manifest to their files");
+        }
+        self->materialize_work_.clear();
+        if (!self->batch_) self->start_batch();  // one may have waited for the job
+        // Nothing else to commit: a commit of its own drops the moved blobs
+        // from the manifest (rewritten at every commit, it should stay small).
+        if (!self->batch_ && !self->materialized_.empty()) {
+          self->batch_ = std::make_unique<Batch>();
+          self->start_commit();
+        }
+        self->schedule_background();             // spares to refill
+        self->check_idle();
+      });
+  if (rc != 0) materializing_ = false;
+  return materializing_;
+}
+
 void Persister::check_idle() {
-  if (batch_ || !pending_.empty() || refilling_) return;
+  if (batch_ || !pending_.empty() || refilling_ || advancing_ || materializing_) return;
   auto waiters = std::move(idle_waiters_);
   idle_waiters_.clear();
   for (auto& w : waiters) w();

@@ -5,13 +5,18 @@
 // commit is running, every pending change becomes one batch:
 //   1. seal each record under its instance key and write it in place into
 //      the slot its new generation owns (fdatasync), in parallel on the
-//      libuv threadpool;
+//      libuv threadpool; a new instance's first record instead goes into
+//      the manifest itself (inline: one sync for an add, where a slot file
+//      costs three), and moves to its slot file in the background
+//      (materialize), dropped from the manifest at the next commit;
 //   2. one commit: directory fsync only if a blob file was created, the
-//      manifest (new generations and digests) into its slot (fdatasync),
-//      root-of-trust counter increment;
+//      manifest (new generations and digests) into its slot (fdatasync);
 //   3. shred the files of removed instances.
-// Waiters run after step 2, so "durable" means the manifest names the
-// write. Changes that arrive meanwhile form the next batch.
+// Waiters run after step 3, so "durable" means the manifest names the
+// write. Then, when the commit began an epoch, the root of trust's counter
+// is incremented (StateStore::advance_epoch): not before the waiters run,
+// but before the next commit. Changes that arrive meanwhile form the next
+// batch; its blob writes overlap the increment.
 //
 // Thread affinity: loop thread; the StateStore calls run on the threadpool.
 #pragma once
@@ -20,12 +25,14 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "src/core/log.h"
 #include "src/core/metrics.h"
+#include "src/core/uv_handle.h"
 #include "state/crypto.h"
 #include "state/manifest.h"
 #include "state/state_store.h"
@@ -71,14 +78,27 @@ class Persister {
 
   void enqueue(const Uuid& id, Pending change);
   void start_batch();
+  // Background disk work, once no commit has run for a while: first
+  // materialize, then refill_spares.
+  void schedule_background();
+  void background();
+  // Writes the manifest's inline blobs (state/manifest.h) to their slot
+  // files, synced, beside whatever batch runs (never holding one up); the
+  // next commit drops them from the manifest. One job at a time; false if
+  // there was nothing to do.
+  bool materialize();
+  // A change that must wait for the running materialization: a write into
+  // the slot file it is writing, or a removal (whose shred would race it).
+  bool collides_with_materialization(const Uuid& id, bool removal) const;
   Status prepare_write(const Uuid& id, state::InstanceRecord record, BlobWrite& write);
   void chunk_done();
   void start_commit();
   void commit_done(Status result);
   void finish_batch(Status result);
+  void advance_epoch();  // the counter increment after a commit (threadpool)
   void check_idle();
-  // After a commit that used spare blob files: make new ones in the
-  // background (state/spare_files.h), one job at a time.
+  // Makes new spare blob files (state/spare_files.h) when few are left,
+  // one job at a time.
   void refill_spares();
 
   uv_loop_t* loop_;
@@ -92,6 +112,20 @@ class Persister {
   std::vector<std::function<void()>> idle_waiters_;
   uv_work_t refill_request_{};
   bool refilling_ = false;
+  struct Materialization {
+    Uuid id;
+    state::ManifestEntry entry;  // the committed generation the blob is
+    std::shared_ptr<const state::Bytes> sealed;
+    Status result = Status::success();
+  };
+  UvHandle<uv_timer_t> background_timer_;
+  uv_work_t materialize_request_{};
+  bool materializing_ = false;
+  std::vector<Materialization> materialize_work_;                      // the running job's
+  std::vector<std::pair<Uuid, state::ManifestEntry>> materialized_;  // durable in slot files
+  uv_work_t epoch_request_{};
+  bool advancing_ = false;       // a counter increment is running
+  bool commit_waiting_ = false;  // the next commit waits for it
   std::uint64_t writes_ = 0;
   std::uint64_t failures_ = 0;
   std::uint64_t commits_ = 0;

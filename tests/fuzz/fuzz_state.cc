@@ -4,13 +4,15 @@
 // they are (they fail at the MAC/GCM check but fuzz everything before it); structure-aware modes
 // seal or MAC the input with a fixed key first, with the project's own encoders, so the parsing
 // behind the authentication is fuzzed too:
-//   0 sealed blob, raw: read_sealed_header + open_blob
+//   0 sealed blob, raw: read_sealed_header + open_blob; sealed_blob_in_file on the same bytes
 //   1 sealed blob, sealed here: flags, UUID, generation, epoch, nonce, then the plaintext body
 //     (an instance record; flags bit 2: without its SHA-256, appended here); seal_blob ->
 //     open_blob (fresh, stale, wrong UUID/epoch, tampered) -> decode_record
-//   2 manifest, raw: decode_manifest
-//   3 manifest, MAC'd here: the manifest bytes without their MAC
-//   4 manifest from an entry list: u64 counter, then 96-byte entries -> encode_manifest -> decode
+//   2 manifest, raw: decode_manifest; manifest_in_file on the same bytes
+//   3 manifest, MAC'd here: u8 padding/16, then the manifest bytes without their MAC; also found
+//     in a file with that many zeros after it
+//   4 manifest from an entry list: u64 counter, then 96-byte entries -> encode_manifest -> decode;
+//     counter bit 0: every other entry gets an inline blob (version 3)
 //   5 instance record: decode_record
 //   6 export bundle, raw: open_export
 //   7 export bundle, sealed here: salt, nonce, then the plaintext record; also seal_export
@@ -21,6 +23,8 @@
 // authenticated file is refused; the export path accepts exactly what decode_record accepts.
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <utility>
 
 #include "state/crypto.h"
 #include "state/export_bundle.h"
@@ -83,6 +87,10 @@ bool same_manifest(const Manifest& a, const Manifest& b) {
       return false;
     }
   }
+  if (a.inline_blobs.size() != b.inline_blobs.size()) return false;
+  for (auto i = a.inline_blobs.begin(), j = b.inline_blobs.begin(); i != a.inline_blobs.end(); ++i, ++j) {
+    if (i->first != j->first || *i->second != *j->second) return false;
+  }
   return true;
 }
 
@@ -93,10 +101,19 @@ void check_manifest(std::span<const std::uint8_t> bytes, const Result<Manifest>&
   }
   // Version 1 (no sequence number) is read and rewritten as the current one.
   const std::size_t fixed = (bytes[8] == 0 && bytes[9] == 1) ? 24 : 32;
-  FUZZ_CHECK(bytes.size() == fixed + 96 * m->entries.size() + 32 && std::memcmp(bytes.data(), "VTPMMANI", 8) == 0);
+  // Version 3 carries inline blobs after the MAC, each matching its entry's digest.
+  std::size_t inline_size = 0;
+  for (const auto& [id, blob] : m->inline_blobs) {
+    FUZZ_CHECK(m->entries.contains(id) && sha256(*blob) == m->entries.at(id).blob_digest && blob->size() <= kMaxInlineBlob);
+    inline_size += 16 + 4 + blob->size();
+  }
+  if (!m->inline_blobs.empty()) inline_size += 4;
+  FUZZ_CHECK((bytes[9] == 3) == !m->inline_blobs.empty());
+  FUZZ_CHECK(bytes.size() == fixed + 96 * m->entries.size() + 32 + inline_size &&
+             std::memcmp(bytes.data(), "VTPMMANI", 8) == 0);
   if (fixed == 24) FUZZ_CHECK(m->sequence == m->counter);
   const Bytes encoded = encode_manifest(*m, fixed_key());
-  FUZZ_CHECK(encoded.size() == 32 + 96 * m->entries.size() + 32);
+  FUZZ_CHECK(encoded.size() == 32 + 96 * m->entries.size() + 32 + inline_size);
   auto again = decode_manifest(encoded, fixed_key());
   FUZZ_CHECK(again.ok() && same_manifest(*again, *m));
   FUZZ_CHECK(encode_manifest(*again, fixed_key()) == encoded);
@@ -188,22 +205,53 @@ void manifest_from_entries(fuzz::Input& in) {
     std::copy(digest.begin(), digest.end(), e.blob_digest.begin());
     m.entries[Uuid(id)] = e;
   }
+  // Counter bit 0: every other entry carries an inline blob (its salt,
+  // repeated), with the entry's digest made to match.
+  if ((m.counter & 1) != 0) {
+    bool take = true;
+    for (auto& [id, e] : m.entries) {
+      if (std::exchange(take, !take)) {
+        Bytes blob;
+        for (std::size_t i = 0; i < e.generation % 300; ++i) blob.push_back(e.key_salt[i % e.key_salt.size()]);
+        e.blob_digest = sha256(blob);
+        m.inline_blobs[id] = std::make_shared<const Bytes>(std::move(blob));
+      }
+    }
+  }
   const Bytes encoded = encode_manifest(m, fixed_key());
   auto decoded = decode_manifest(encoded, fixed_key());
   FUZZ_CHECK(decoded.ok() && same_manifest(*decoded, m));
   check_manifest(encoded, decoded);
-  // Any change to any byte fails the MAC.
+  // Any change to any byte fails the MAC, or (after it) an inline blob's digest, order or size.
   const std::uint64_t at = m.counter;
   Bytes damaged = encoded;
   damaged[at % damaged.size()] ^= static_cast<std::uint8_t>(1u << ((at >> 32) % 8));
   FUZZ_CHECK(!decode_manifest(damaged, fixed_key()).ok());
 }
 
-void manifest_maced(std::span<const std::uint8_t> body) {
+// A file holds its record and then zeros (file_io.h): the extent found is a
+// prefix with only zeros after it, and it never reads past the file.
+void check_extent(std::span<const std::uint8_t> file, const Result<std::span<const std::uint8_t>>& extent) {
+  if (!extent) {
+    FUZZ_CHECK(extent.error().code == ErrorCode::kCorrupt);
+    return;
+  }
+  FUZZ_CHECK(extent->data() == file.data() && extent->size() <= file.size());
+  for (std::size_t i = extent->size(); i < file.size(); ++i) FUZZ_CHECK(file[i] == 0);
+}
+
+void manifest_maced(std::span<const std::uint8_t> body, std::size_t padding) {
   Bytes bytes(body.begin(), body.end());
   const Digest mac = hmac_sha256(fixed_key(), body);
   bytes.insert(bytes.end(), mac.begin(), mac.end());
-  check_manifest(bytes, decode_manifest(bytes, fixed_key()));
+  auto decoded = decode_manifest(bytes, fixed_key());
+  check_manifest(bytes, decoded);
+  // In a file, with zeros after it: found again exactly when it decoded.
+  Bytes file = bytes;
+  file.resize(bytes.size() + padding, 0);
+  auto extent = manifest_in_file(file);
+  check_extent(file, extent);
+  if (decoded) FUZZ_CHECK(extent.ok() && extent->size() == bytes.size());
 }
 
 void export_raw(std::span<const std::uint8_t> bundle) {
@@ -262,14 +310,24 @@ void export_structured(fuzz::Input& in, bool add_digest) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   fuzz::Input in(data, size);
   switch (in.u8() % 10) {
-    case 0: sealed_blob_raw(in.rest()); break;
+    case 0: {
+      const auto bytes = in.rest();
+      sealed_blob_raw(bytes);
+      check_extent(bytes, sealed_blob_in_file(bytes));
+      break;
+    }
     case 1: sealed_blob_structured(in); break;
     case 2: {
       const auto bytes = in.rest();
       check_manifest(bytes, decode_manifest(bytes, fixed_key()));
+      check_extent(bytes, manifest_in_file(bytes));
       break;
     }
-    case 3: manifest_maced(in.rest()); break;
+    case 3: {
+      const std::size_t padding = in.u8() * 16u;
+      manifest_maced(in.rest(), padding);
+      break;
+    }
     case 4: manifest_from_entries(in); break;
     case 5: {
       const auto bytes = in.rest();

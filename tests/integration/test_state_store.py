@@ -143,6 +143,29 @@ class StateStoreTest(harness.DaemonTestCase):
             d.restart()
         self.assertIn("chmod 600", d.log())
 
+    def test_new_instances_start_in_the_manifest_and_move_to_their_files_when_writes_pause(self):
+        """An add costs one sync: the new TPM's first state goes into the
+        manifest itself and moves to its own file once writes pause
+        (docs/state-format.md). Either way it survives SIGKILL."""
+        d = self.start_daemon()
+        ids = [d.result("add", auto_startup=True)["uuid"] for _ in range(12)]
+        harness.wait_until(lambda: d.result("stats")["persistence"]["inline"] == 0, 10,
+                           what="the new instances' state to move to their files")
+        self.assertIn("from the manifest to their files", d.log())
+        for u in ids:
+            self.assertTrue(os.path.exists(os.path.join(d.state_dir, u + ".b.vtpm")), u)
+        # Some more, and SIGKILL before they move: they load from the manifest.
+        more = [d.result("add", auto_startup=True)["uuid"] for _ in range(5)]
+        d.kill()
+        d.restart()
+        self.assertEqual(sorted(i["uuid"] for i in d.result("list")["instances"]), sorted(ids + more))
+        for u in ids + more:
+            self.assertEqual(len(T.parse_get_random(d.exec(u, T.get_random(8)))), 8, u)
+        harness.wait_until(lambda: d.result("stats")["persistence"]["inline"] == 0, 10,
+                           what="the restarted daemon to move them too")
+        for u in more:  # generation 1 moved, or a later one (a cold start's auto-startup writes one)
+            self.assertTrue(any(os.path.exists(os.path.join(d.state_dir, "%s.%s.vtpm" % (u, s))) for s in "ab"), u)
+
     def test_remove_destroys_the_state_for_good(self):
         d = self.start_daemon()
         u = d.result("add")["uuid"]

@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
     entry.blob_digest = written->digest;
     opened->manifest.entries[*id] = entry;
     if (Status s = store.commit(opened->manifest, written->created); !s) return fail(s.error().message);
+    store.advance_epoch();
     return 0;
   }
   return fail("no loadable instance " + id->to_string());

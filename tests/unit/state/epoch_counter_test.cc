@@ -107,6 +107,7 @@ class Daemon {
     entry.blob_digest = written->digest;
     manifest_.entries[id] = entry;
     REQUIRE(store->commit(manifest_, written->created).ok());
+    store->advance_epoch();  // as the persister does, after the waiters
   }
 
   std::unique_ptr<EpochRoot> root;

@@ -89,4 +89,28 @@ TEST_CASE("manifest: the encoding is canonical (entries sorted by UUID)") {
   CHECK(encode_manifest(a, key_of(1)) == encode_manifest(b, key_of(1)));
 }
 
+TEST_CASE("manifest: in a file it is followed by zeros; anything else after it, or a cut, is refused") {
+  const Bytes bytes = encode_manifest(sample(), key_of(1));
+  Bytes file = bytes;
+  file.resize(4096, 0);
+  auto inside = manifest_in_file(file);
+  REQUIRE(inside.ok());
+  CHECK(inside->size() == bytes.size());
+  CHECK(decode_manifest(*inside, key_of(1)).ok());
+  CHECK(manifest_in_file(bytes).ok());  // no padding at all
+  for (std::size_t at : {bytes.size(), std::size_t{4095}}) {
+    Bytes appended = file;
+    appended[at] = 1;
+    REQUIRE_FALSE(manifest_in_file(appended).ok());
+    CHECK(contains(manifest_in_file(appended).error().message, "non-zero bytes after the record"));
+  }
+  REQUIRE_FALSE(manifest_in_file(std::span(bytes).first(bytes.size() - 1)).ok());
+  CHECK(contains(manifest_in_file(std::span(bytes).first(bytes.size() - 1)).error().message, "truncated"));
+  CHECK_FALSE(manifest_in_file(std::span(bytes).first(20)).ok());
+  // An entry count raised in the (unauthenticated) header cannot read past the file.
+  Bytes more = file;
+  more[28] = 0xff;
+  CHECK_FALSE(manifest_in_file(more).ok());
+}
+
 }  // namespace vtpm::state

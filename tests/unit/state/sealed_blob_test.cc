@@ -142,4 +142,20 @@ TEST_CASE("sealed_blob: the generation window holds at the top of the range (fou
   CHECK_FALSE(open_blob(key_of(1), seal_blob(key_of(1), header(0), body()), {kId, top, 1}).ok());
 }
 
+TEST_CASE("sealed_blob: in a slot file it is followed by zeros; anything else after it, or a cut, is refused") {
+  const Bytes blob = seal_blob(key_of(1), header(), body());
+  Bytes file = blob;
+  file.resize(16384, 0);
+  auto inside = sealed_blob_in_file(file);
+  REQUIRE(inside.ok());
+  CHECK(inside->size() == blob.size());
+  CHECK(open_blob(key_of(1), *inside, {kId, 7, 1}).ok());
+  CHECK(sealed_blob_in_file(blob).ok());
+  Bytes appended = file;
+  appended[blob.size() + 3] = 0x80;
+  CHECK(contains(sealed_blob_in_file(appended).error().message, "non-zero bytes after the record"));
+  CHECK(contains(sealed_blob_in_file(std::span(blob).first(blob.size() - 1)).error().message, "truncated"));
+  CHECK(contains(sealed_blob_in_file(std::span(blob).first(10)).error().message, "truncated (10 bytes)"));
+}
+
 }  // namespace vtpm::state

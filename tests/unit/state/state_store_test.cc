@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -95,10 +96,47 @@ class Session {
     if (!commit) return;
     manifest_.entries[r.uuid] = entry;
     REQUIRE(store_->commit(manifest_, written->created).ok());
+    store_->advance_epoch();
+  }
+  // A new instance's first generation carried in the manifest (the
+  // persister's inline write): no slot file.
+  // `advance`: false stops before the counter increment (a crash right after the manifest write).
+  void save_inline(const InstanceRecord& r, bool advance = true) {
+    ManifestEntry entry;
+    entry.generation = 1;
+    entry.key_epoch = store_->master().epoch;
+    REQUIRE(drbg_.fill(entry.key_salt).ok());
+    SealedHeader h;
+    h.tpm = r.version;
+    h.uuid = r.uuid;
+    h.generation = 1;
+    h.key_epoch = entry.key_epoch;
+    h.nonce = drbg_.new_nonce().value();
+    auto blob = std::make_shared<const Bytes>(seal_blob(store_->instance_key(r.uuid, entry), h, encode_record(r)));
+    entry.blob_digest = sha256(*blob);
+    manifest_.entries[r.uuid] = entry;
+    manifest_.inline_blobs[r.uuid] = blob;
+    REQUIRE(store_->commit(manifest_, false).ok());
+    if (advance) store_->advance_epoch();
+  }
+  // The persister's materialization: the inline blob to its slot file,
+  // directory synced; `commit`: then a manifest without it.
+  void materialize(const Uuid& id, bool commit = true) {
+    const auto blob = manifest_.inline_blobs.at(id);
+    auto written = store_->write_blob(id, manifest_.entries.at(id).generation, *blob);
+    REQUIRE(written.ok());
+    CHECK(written->digest == manifest_.entries.at(id).blob_digest);
+    REQUIRE(store_->sync_blob_directory().ok());
+    if (!commit) return;
+    manifest_.inline_blobs.erase(id);
+    REQUIRE(store_->commit(manifest_, false).ok());
+    store_->advance_epoch();
   }
   void remove(const Uuid& id) {
     manifest_.entries.erase(id);
+    manifest_.inline_blobs.erase(id);
     REQUIRE(store_->commit(manifest_, false).ok());
+    store_->advance_epoch();
     REQUIRE(store_->shred(id).ok());
   }
   // The slot file of the committed generation.
@@ -189,7 +227,7 @@ TEST_CASE("state_store: a tampered blob quarantines that instance only") {
     first.open_ok();
     for (std::uint8_t i = 1; i <= 3; ++i) first.save(record_for(uuid_of(i), i));
     Bytes b = read_bytes(first.blob(uuid_of(2)));
-    b[b.size() / 2] ^= 0x01;
+    b[kSealedHeaderSize + 20] ^= 0x01;  // inside the ciphertext
     write_bytes(first.blob(uuid_of(2)), b);
   }
   Session second(dir.path());
@@ -212,7 +250,39 @@ TEST_CASE("state_store: a truncated blob is quarantined") {
   Session second(dir.path());
   const OpenedState s = second.open_ok();
   CHECK(s.records.empty());
-  CHECK(contains(why_quarantined(s, uuid_of(1)), "does not match the header"));
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "truncated: the file has 100 bytes"));
+}
+
+TEST_CASE("state_store: a blob file's zero tail is checked; bytes appended or cut from the blob are caught") {
+  TempDir dir;
+  std::size_t record_size = 0;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    for (std::uint8_t i = 1; i <= 3; ++i) first.save(record_for(uuid_of(i), i));
+    // The slot files keep the spare's length: the blob, then zeros.
+    const Bytes b = read_bytes(first.blob(uuid_of(1)));
+    REQUIRE(b.size() == SpareFiles::kFileSize);
+    ByteReader r(std::span<const std::uint8_t>(b).subspan(kSealedHeaderSize - 4, 4));
+    record_size = sealed_blob_size(r.u32());
+    REQUIRE(record_size < b.size());
+    CHECK(std::all_of(b.begin() + static_cast<std::ptrdiff_t>(record_size), b.end(), [](auto x) { return x == 0; }));
+    Bytes tail = b;
+    tail.back() = 0x5a;  // something written after the blob
+    write_bytes(first.blob(uuid_of(1)), tail);
+    Bytes cut = read_bytes(first.blob(uuid_of(2)));
+    cut.resize(record_size - 1);  // the blob's last byte gone
+    write_bytes(first.blob(uuid_of(2)), cut);
+    Bytes shorter = read_bytes(first.blob(uuid_of(3)));
+    shorter.resize(record_size);  // only zeros removed: the blob is whole
+    write_bytes(first.blob(uuid_of(3)), shorter);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "non-zero bytes after the record"));
+  CHECK(contains(why_quarantined(s, uuid_of(2)), "truncated"));
+  CHECK(has_record(s, uuid_of(3)));
+  CHECK(s.records.size() == 1);
 }
 
 TEST_CASE("state_store: an older generation put back is a rollback") {
@@ -287,7 +357,7 @@ TEST_CASE("state_store: a tampered manifest quarantines every instance and is ke
     first.save(record_for(uuid_of(2), 2));
     const std::string current = first.current_manifest();
     Bytes m = read_bytes(current);
-    m[30] ^= 0x80;
+    m[40] ^= 0x80;  // inside the first entry
     write_bytes(current, m);
   }
   Session second(dir.path());
@@ -375,7 +445,7 @@ TEST_CASE("state_store: new slot files are spares renamed into place; removed on
     CHECK(count_spares(dir.path()) == SpareFiles::kTarget);  // made at open
     first.save(record_for(uuid_of(1), 1));                   // generation 1: slot b, from a spare
     CHECK(count_spares(dir.path()) == SpareFiles::kTarget - 1);
-    CHECK(fs::file_size(first.blob(uuid_of(1))) < SpareFiles::kFileSize);  // cut to the blob's length
+    CHECK(fs::file_size(first.blob(uuid_of(1))) == SpareFiles::kFileSize);  // its length kept: no journal commit
     first.save(record_for(uuid_of(1), 0x11));  // generation 2: slot a, another spare
     first.save(record_for(uuid_of(1), 0x12));  // generation 3: slot b again, in place
     CHECK(count_spares(dir.path()) == SpareFiles::kTarget - 2);
@@ -474,6 +544,92 @@ TEST_CASE("file_root: the counter counts, persists, and a modified counter file 
   auto read = (*root)->read_counter();
   REQUIRE_FALSE(read.ok());
   CHECK(contains(read.error().message, "fails its MAC"));
+}
+
+TEST_CASE("state_store: a new instance's first generation in the manifest loads without a slot file, and after it moved") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    first.save_inline(record_for(uuid_of(2), 2));
+    first.save_inline(record_for(uuid_of(3), 3));
+    CHECK_FALSE(first.any_file_of(uuid_of(2)));
+    first.materialize(uuid_of(3), /*commit=*/false);  // a crash before the manifest drops it
+  }
+  {
+    Session second(dir.path());
+    const OpenedState s = second.open_ok();
+    CHECK(s.quarantined.empty());
+    REQUIRE(s.records.size() == 3);
+    for (const auto& r : s.records) CHECK(r.blobs.permanent.at(0) == r.uuid.bytes()[15]);
+    CHECK(s.manifest.inline_blobs.size() == 2);  // still carried: nothing dropped them
+    second.materialize(uuid_of(2));
+    second.materialize(uuid_of(3));
+  }
+  Session third(dir.path());
+  const OpenedState s = third.open_ok();
+  CHECK(s.quarantined.empty());
+  CHECK(s.records.size() == 3);
+  CHECK(s.manifest.inline_blobs.empty());
+  CHECK(third.any_file_of(uuid_of(2)));
+}
+
+TEST_CASE("state_store: an inline generation is superseded by a newer one written before a crash") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save_inline(record_for(uuid_of(1), 1));
+    first.save(record_for(uuid_of(1), 0x21), /*commit=*/false);  // generation 2, slot file, no commit
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  REQUIRE(s.records.size() == 1);
+  CHECK(s.records[0].blobs.permanent.at(0) == 0x21);
+  CHECK(s.manifest.entries.at(uuid_of(1)).generation == 2);
+  CHECK(s.manifest.inline_blobs.empty());
+}
+
+TEST_CASE("state_store: a torn inline blob makes its manifest unusable, like a torn MAC'd part; the other slot is used") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    first.save_inline(record_for(uuid_of(2), 2), /*advance=*/false);  // the write the crash tore
+    Bytes m = read_bytes(first.current_manifest());
+    const auto at = static_cast<std::size_t>(32 + 96 * 2 + 32 + 4 + 16 + 4 + 100);  // inside the inline blob
+    REQUIRE(at < m.size());
+    m[at] ^= 0x01;
+    write_bytes(first.current_manifest(), m);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  // The previous manifest (before the add that never finished) is current.
+  CHECK(has_record(s, uuid_of(1)));
+  CHECK_FALSE(s.manifest.entries.contains(uuid_of(2)));
+  CHECK(s.quarantined.empty());
+}
+
+TEST_CASE("state_store: an inline blob changed after its commit is tampering: every instance is quarantined") {
+  TempDir dir;
+  {
+    Session first(dir.path());
+    first.open_ok();
+    first.save(record_for(uuid_of(1), 1));
+    first.save_inline(record_for(uuid_of(2), 2));
+    Bytes m = read_bytes(first.current_manifest());
+    m[32 + 96 * 2 + 32 + 4 + 16 + 4 + 100] ^= 0x01;
+    write_bytes(first.current_manifest(), m);
+  }
+  Session second(dir.path());
+  const OpenedState s = second.open_ok();
+  CHECK(s.records.empty());
+  CHECK(contains(why_quarantined(s, uuid_of(1)), "does not match its digest"));
+  // Instance 2 lived only in the refused manifest, which is kept for inspection.
+  CHECK_FALSE(has_record(s, uuid_of(2)));
+  CHECK((fs::exists(dir.path() + "/manifest.a.rejected") || fs::exists(dir.path() + "/manifest.b.rejected")));
 }
 
 }  // namespace vtpm::state
