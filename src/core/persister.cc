@@ -13,10 +13,13 @@ namespace {
 // (libuv's default pool has 4): parallel fsyncs share journal commits.
 constexpr std::size_t kMaxParallelWrites = 4;
 // New instances' first generations carried in the manifest at most (each
-// at most state::kMaxInlineBlob): a burst of adds stays inline, and the
-// manifest, rewritten at every commit, stays below about 1 MiB.
-constexpr std::size_t kMaxInlineBlobs = 256;
-constexpr std::size_t kMaxInlineBytes = 512 * 1024;
+// at most state::kMaxInlineBlob). The manifest is rewritten at every
+// commit, and syncing it costs more the larger it is (a 170 KiB manifest
+// doubled an add's latency on disk), so few: from kMaterializeAt on they
+// move to their files at once, in the background, even while adds go on.
+constexpr std::size_t kMaxInlineBlobs = 16;
+constexpr std::size_t kMaxInlineBytes = 48 * 1024;
+constexpr std::size_t kMaterializeAt = 6;
 // Background disk work (moving inline blobs to their files, new spare
 // files) waits for this long without a commit: creating files costs up to
 // a millisecond each on some filesystems, and must not slow an add burst.
@@ -30,8 +33,7 @@ struct Persister::BlobWrite {
   state::SecretKey key;
   state::SealedHeader header;
   state::ManifestEntry entry;  // as committed once this write lands
-  state::Bytes sealed;         // sealed in the threadpool
-  bool inline_candidate = false;  // a new instance: may go into the manifest
+  state::Bytes sealed;         // on the loop for a new instance's inline record, else in the threadpool
   bool inlined = false;           // went into the manifest, not a slot file
   Status result = Status::success();
   bool created_file = false;
@@ -131,6 +133,12 @@ Status Persister::prepare_write(const Uuid& id, state::InstanceRecord record, Bl
   return Status::success();
 }
 
+void Persister::seal(BlobWrite& write) {
+  state::Bytes body = state::encode_record(write.record);
+  write.sealed = state::seal_blob(write.key, write.header, body);
+  state::wipe(body);
+}
+
 bool Persister::collides_with_materialization(const Uuid& id, bool removal) const {
   if (!materializing_) return false;
   for (const auto& m : materialize_work_) {
@@ -171,15 +179,22 @@ void Persister::start_batch() {
   std::vector<BlobWrite*> ready;
   for (auto& write : batch.writes) {
     if (!write.result) continue;
-    // A new instance, while the manifest has room (counting each candidate
-    // at the largest size it may have).
+    // A new instance, while the manifest has room: sealed here, on the loop
+    // (a few KiB of AES-GCM, microseconds), because a threadpool round trip
+    // for it would cost more than the work on a busy CPU; it goes straight
+    // to the commit.
     if (!committed_.entries.contains(write.id) && inline_count < kMaxInlineBlobs &&
         inline_bytes + state::kMaxInlineBlob <= kMaxInlineBytes) {
-      write.inline_candidate = true;
-      ++inline_count;
-      inline_bytes += state::kMaxInlineBlob;
+      seal(write);
+      if (write.sealed.size() <= state::kMaxInlineBlob) {
+        write.entry.blob_digest = state::sha256(write.sealed);
+        write.inlined = true;
+        ++inline_count;
+        inline_bytes += write.sealed.size();
+        continue;
+      }
     }
-    ready.push_back(&write);
+    ready.push_back(&write);  // to its slot file
   }
   const std::size_t chunks = std::min(kMaxParallelWrites, ready.size());
   for (std::size_t c = 0; c < chunks; ++c) {
@@ -200,14 +215,7 @@ void Persister::start_batch() {
         [](uv_work_t* req) {
           auto* c = static_cast<Chunk*>(req->data);
           for (BlobWrite* w : c->writes) {
-            state::Bytes body = state::encode_record(w->record);
-            w->sealed = state::seal_blob(w->key, w->header, body);
-            state::wipe(body);
-            if (w->inline_candidate && w->sealed.size() <= state::kMaxInlineBlob) {
-              w->entry.blob_digest = state::sha256(w->sealed);
-              w->inlined = true;
-              continue;
-            }
+            if (w->sealed.empty()) seal(*w);
             auto written = c->owner->store_.write_blob(w->id, w->entry.generation, w->sealed);
             if (written) {
               w->entry.blob_digest = written->digest;
@@ -298,6 +306,7 @@ void Persister::commit_done(Status result) {
     ++commits_;
     for (const auto& id : commit.shred) keys_.erase(id);
     if (store_.epoch_pending()) advance_epoch();
+    if (committed_.inline_blobs.size() >= kMaterializeAt) materialize();
     schedule_background();
   } else {
     log_.error("committing the state manifest failed: " + result.error().message);
@@ -380,6 +389,7 @@ void Persister::background() {
 }
 
 bool Persister::materialize() {
+  if (materializing_) return true;  // one job at a time; it ends by scheduling the next step
   materialize_work_.clear();
   for (const auto& [id, blob] : committed_.inline_blobs) {
     const auto entry = committed_.entries.find(id);

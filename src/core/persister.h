@@ -78,6 +78,7 @@ class Persister {
 
   void enqueue(const Uuid& id, Pending change);
   void start_batch();
+  static void seal(BlobWrite& write);  // the record, sealed into write.sealed
   // Background disk work, once no commit has run for a while: first
   // materialize, then refill_spares.
   void schedule_background();
