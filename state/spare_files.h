@@ -5,7 +5,7 @@
 // ext4 under I/O load, most of a durable `add` (docs/performance.md).
 //
 // Files are named `spare.<n>` in the state directory. Their content never
-// matters (a taken spare is overwritten and cut to the blob's length; a
+// matters (a taken spare is overwritten, keeping its length, blob then zeros; a
 // blob that was not committed is discarded at start-up). Removed
 // instances' shredded slot files are recycled as spares.
 //

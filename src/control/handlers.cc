@@ -395,6 +395,7 @@ void Handlers::finish_add(const Uuid& id, ProvisionOptions provision, std::optio
       service_.remove(id, true, [reply, error = s.error()](Status) { reply(error); });
       return;
     }
+    return reply_when_saved(id, std::move(reply));  // the vchan setting is a second write
   }
   auto shown = service_.show(id);
   if (!shown) return reply(shown.error());
@@ -507,7 +508,16 @@ void Handlers::attach(const Json& params, Reply reply) {
   auto instance = service_.show(*id);
   if (!instance) return reply(instance.error());
   if (Status s = open_endpoints(*id, *spec); !s) return reply(s.error());
-  reply(instance_json(**service_.show(*id), service_, swtpm_, facts_));
+  reply_when_saved(*id, std::move(reply));
+}
+
+void Handlers::reply_when_saved(const Uuid& id, Reply reply) {
+  service_.when_saved(id, [this, id, reply = std::move(reply)](Status saved) {
+    if (!saved) return reply(make_error(saved.error().code, "the setting is in force but not saved: " + saved.error().message));
+    auto shown = service_.show(id);
+    if (!shown) return reply(shown.error());
+    reply(instance_json(**shown, service_, swtpm_, facts_));
+  });
 }
 
 void Handlers::detach(const Json& params, Reply reply) {
@@ -516,7 +526,7 @@ void Handlers::detach(const Json& params, Reply reply) {
   if (!id) return reply(id.error());
   if (Status s = swtpm_.detach(*id); !s) return reply(s.error());
   (void)service_.set_channel_config(*id, {});
-  reply(instance_json(**service_.show(*id), service_, swtpm_, facts_));
+  reply_when_saved(*id, std::move(reply));
 }
 
 namespace {

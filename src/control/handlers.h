@@ -98,6 +98,8 @@ class Handlers {
   // The `vchan` parameter: a client domain id, or "off" (where `off_allowed`).
   Result<std::optional<std::optional<std::uint16_t>>> vchan_param(const Json& params, bool off_allowed) const;
   // Opens the endpoints and records them so they reopen at start-up.
+  // Answers with the instance once its settings as they are now are durable.
+  void reply_when_saved(const Uuid& id, Reply reply);
   Status open_endpoints(const Uuid& id, const swtpm::EndpointSpec& spec);
 
   Service& service_;

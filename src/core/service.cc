@@ -464,6 +464,15 @@ Status Service::set_channel_config(const Uuid& id, std::string config) {
   return Status::success();
 }
 
+void Service::when_saved(const Uuid& id, StatusCallback done) {
+  auto found = registry_.get(id);
+  if (!found) return done(found.error());
+  state::InstanceRecord record = (*found)->record(false);
+  if (Status s = check_state_size(**found, record); !s) return done(s);
+  // Merged with the change the setter queued: one write, and this waiter.
+  persister_.save(std::move(record), std::move(done));
+}
+
 Status Service::set_vchan_config(const Uuid& id, std::string config) {
   auto found = registry_.get(id);
   if (!found) return found.error();

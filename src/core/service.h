@@ -109,6 +109,10 @@ class Service {
   // Remembers (and saves) the instance's guest-channel configuration.
   Status set_channel_config(const Uuid& id, std::string config);
   Status set_vchan_config(const Uuid& id, std::string config);
+  // Runs `done` once the instance's settings as they are now are durable:
+  // an answer that acknowledges a setting (attach, detach, vchan) waits
+  // for it, as an add's does for the instance.
+  void when_saved(const Uuid& id, StatusCallback done);
 
   // A TIS platform signal: the H-CRTM hash sequence (_TPM_Hash_Start/Data/
   // End) or the TPM-established bit, at `locality`.

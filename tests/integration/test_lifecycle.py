@@ -148,6 +148,27 @@ class LifecycleTest(harness.DaemonTestCase):
                 answer = T.data_socket_exchange(p, T.get_random(8))
                 self.assertEqual(len(T.parse_get_random(answer)), 8, "round %d: %s does not answer" % (round_, p))
 
+    def test_an_acknowledged_attach_and_detach_survive_sigkill_right_after_the_ack(self):
+        """attach and detach answer once the setting is on disk (Service::when_saved):
+        10 rounds of attach (or detach), ack, SIGKILL at once, restart."""
+        d = self.start_daemon()
+        u = d.result("add", auto_startup=True)["uuid"]
+        for round_ in range(10):
+            path = os.path.join(d.tmp, "att%d.sock" % round_)
+            if round_ % 2 == 0:
+                d.result("attach", uuid=u, swtpm_path=path)
+            else:
+                d.result("detach", uuid=u)
+            d.kill()
+            harness.wait_until(lambda: not d.group_pids(), 5, what="the daemon to die")
+            d.restart()
+            channels = d.result("show", uuid=u)["channels"]
+            if round_ % 2 == 0:
+                self.assertIn("swtpm-data:unix:" + path, channels, "round %d: an acknowledged attach was lost" % round_)
+                self.assertEqual(len(T.parse_get_random(T.data_socket_exchange(path, T.get_random(8)))), 8)
+            else:
+                self.assertEqual(channels, [], "round %d: an acknowledged detach was lost" % round_)
+
     def test_an_acknowledged_nv_write_survives_sigkill_right_after_the_ack(self):
         """The durability rule: the response to an NV write is released only
         once the new state is on disk. 25 rounds of write, ack, SIGKILL at
