@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "src/core/read_buffer.h"
 #include "src/core/uv_handle.h"
 
 namespace vtpm::swtpm {
@@ -36,7 +37,7 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
 
  protected:
   virtual void on_data() = 0;
-  std::vector<std::uint8_t>& buffer() { return buffer_; }
+  ReadBuffer& buffer() { return buffer_; }
   // Stop parsing until resume(): one request at a time.
   void hold() { held_ = true; }
   void resume();
@@ -45,7 +46,7 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
   void on_read(ssize_t nread);
 
   UvHandle<uv_any_handle> handle_;
-  std::vector<std::uint8_t> buffer_;
+  ReadBuffer buffer_;
   std::size_t filled_ = 0;  // bytes of buffer_ holding data (the rest is read space)
   Closed closed_callback_;
   bool closed_ = false;

@@ -19,6 +19,7 @@
 
 #include "backends/xen/vchan.h"
 #include "src/core/log.h"
+#include "src/core/read_buffer.h"
 #include "src/core/service.h"
 #include "src/core/uv_handle.h"
 
@@ -77,7 +78,7 @@ class VchanChannel : public std::enable_shared_from_this<VchanChannel> {
   std::unique_ptr<VchanServer> server_;
   std::unique_ptr<UvHandle<uv_poll_t>> poll_;
   std::uint64_t generation_ = 0;  // per server: answers for an earlier client are dropped
-  std::vector<std::uint8_t> in_;
+  ReadBuffer in_;
   std::vector<std::uint8_t> out_;
   bool busy_ = false;
   bool connected_ = false;

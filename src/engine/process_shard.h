@@ -10,6 +10,7 @@
 #include <string>
 
 #include "proto/result.h"
+#include "src/core/read_buffer.h"
 #include "src/core/uv_handle.h"
 #include "src/engine/multiplexer.h"
 #include "src/engine/shard.h"
@@ -40,7 +41,7 @@ class ProcessShard final : public Shard {
   ExitSink on_exit_;
   UvHandle<uv_process_t> process_;
   UvHandle<uv_pipe_t> pipe_;
-  Bytes inbound_;
+  ReadBuffer inbound_;
   int pid_ = 0;
   bool alive_ = false;
 };
