@@ -547,12 +547,15 @@ def targets(doc):
     r = ratio(_g(v, "p50_us"), _g(s, "p50_us"))
     out.append({"target": "single-instance PCR_Extend p50 <= 1.2x swtpm",
                 "measured": fmt_ratio(r), "met": None if r is None else r <= 1.2})
+    # Aggregate throughput with the most instances and clients, for every
+    # load measured (the target names no command).
     n = max(doc["settings"]["instances"])
     c = max(doc["settings"]["clients"])
-    v, s = runs.get(("vtpmd", "pcr_extend", n, c)), runs.get(("swtpm", "pcr_extend", n, c))
-    r = ratio(_g(v, "ops_per_s"), _g(s, "ops_per_s"))
-    out.append({"target": "PCR_Extend throughput, %d instances, %d clients >= swtpm" % (n, c),
-                "measured": fmt_ratio(r), "met": None if r is None else r >= 1.0})
+    for load in dict.fromkeys(r["load"] for r in doc["loads"]):
+        v, s = runs.get(("vtpmd", load, n, c)), runs.get(("swtpm", load, n, c))
+        r = ratio(_g(v, "ops_per_s"), _g(s, "ops_per_s"))
+        out.append({"target": "%s throughput, %d instances, %d clients >= swtpm" % (load, n, c),
+                    "measured": fmt_ratio(r), "met": None if r is None else r >= 1.0})
     return out
 
 
