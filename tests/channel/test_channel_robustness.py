@@ -92,6 +92,10 @@ def result(resp):
 
 def data_roundtrip(sock, command):
     sock.sendall(command)
+    return data_roundtrip_reply(sock)
+
+
+def data_roundtrip_reply(sock):
     header = b""
     while len(header) < 10:
         chunk = sock.recv(10 - len(header))
@@ -192,6 +196,27 @@ class ChannelRobustnessTest(E.ChannelTestCase):
             time.sleep(0.002)
         header = s.recv(10)
         self.assertEqual(header[6:10], b"\x00\x00\x00\x00")
+
+    def test_commands_written_together_are_answered_in_order(self):
+        """Pipelined frames in one write, then one frame split across two:
+        what follows a frame in the read buffer is the next frame's bytes."""
+        data_path = self.ep.tcti().split("=", 1)[1]
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.settimeout(10)
+        s.connect(data_path)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+        import tpmcmd  # the TPM packet builders validated against swtpm
+        sizes = [8, 16, 24, 32, 40]
+        burst = b"".join(tpmcmd.get_random(n) for n in sizes)
+        s.sendall(burst[:-7])
+        time.sleep(0.05)
+        s.sendall(burst[-7:])
+        for n in sizes:
+            reply = data_roundtrip_reply(s)
+            self.assertEqual(reply[6:10], b"\x00\x00\x00\x00")
+            self.assertEqual(len(tpmcmd.parse_get_random(reply)), n)
+        self.assert_instances_work()
 
     def test_a_client_that_disappears_mid_command_harms_nobody(self):
         data_path = self.ep.tcti().split("=", 1)[1]
