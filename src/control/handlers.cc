@@ -525,7 +525,9 @@ void Handlers::detach(const Json& params, Reply reply) {
   auto id = uuid_param(params);
   if (!id) return reply(id.error());
   if (Status s = swtpm_.detach(*id); !s) return reply(s.error());
-  (void)service_.set_channel_config(*id, {});
+  if (Status s = service_.set_channel_config(*id, {}); !s) {
+    return reply(make_error(s.error().code, "the endpoints are closed but not saved: " + s.error().message));
+  }
   reply_when_saved(*id, std::move(reply));
 }
 

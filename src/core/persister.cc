@@ -323,17 +323,38 @@ void Persister::finish_batch(Status commit_result) {
     const Status outcome = write.result ? commit_result : write.result;
     ++writes_;
     if (outcome) lag_.observe(uv_hrtime() / 1000 - write.since_us);
-    if (!outcome) {
+    if (outcome) {
+      last_failure_.erase(write.id);
+    } else {
+      last_failure_.insert_or_assign(write.id, outcome.error());
       ++failures_;
       log_.error(write.id, "persisting state failed: " + outcome.error().message);
     }
     for (auto& waiter : write.waiters) waiter(outcome);
   }
   for (auto& [id, waiters] : batch->removals) {
+    if (commit_result) last_failure_.erase(id);
     for (auto& waiter : waiters) waiter(commit_result);
   }
   if (!batch_) start_batch();
   check_idle();
+}
+
+void Persister::when_durable(const Uuid& id, std::function<void(Status)> done) {
+  if (auto it = pending_.find(id); it != pending_.end()) {
+    it->second.waiters.push_back(std::move(done));
+    return;
+  }
+  if (batch_) {
+    for (auto& write : batch_->writes) {
+      if (write.id == id) return write.waiters.push_back(std::move(done));
+    }
+    for (auto& [removed, waiters] : batch_->removals) {
+      if (removed == id) return waiters.push_back(std::move(done));
+    }
+  }
+  const auto failed = last_failure_.find(id);
+  done(failed == last_failure_.end() ? Status::success() : Status(failed->second));
 }
 
 void Persister::when_idle(std::function<void()> done) {

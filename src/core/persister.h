@@ -54,6 +54,10 @@ class Persister {
   void remove(const Uuid& id, std::function<void(Status)> done = {});
   // Runs `done` once nothing is in flight or pending (now, if idle).
   void when_idle(std::function<void()> done);
+  // Runs `done` once every change of `id` saved so far is durable: it joins
+  // the waiters of the instance's pending or in-flight change, or answers
+  // now with how the last one ended (no extra write).
+  void when_durable(const Uuid& id, std::function<void(Status)> done);
 
   std::uint64_t writes() const { return writes_; }
   std::uint64_t failures() const { return failures_; }
@@ -127,6 +131,7 @@ class Persister {
   uv_work_t epoch_request_{};
   bool advancing_ = false;       // a counter increment is running
   bool commit_waiting_ = false;  // the next commit waits for it
+  std::unordered_map<Uuid, Error> last_failure_;  // instances whose latest write failed
   std::uint64_t writes_ = 0;
   std::uint64_t failures_ = 0;
   std::uint64_t commits_ = 0;

@@ -80,10 +80,11 @@ Status Service::check_state_size(Instance& instance, const state::InstanceRecord
   return make_error(ErrorCode::kTooLarge, "instance " + instance.uuid.to_string() + " quarantined: " + instance.failure);
 }
 
-void Service::persist(Instance& instance) {
+Status Service::save_record(Instance& instance) {
   state::InstanceRecord record = instance.record(false);
-  if (!check_state_size(instance, record)) return;
+  if (Status fits = check_state_size(instance, record); !fits) return fits;
   persister_.save(std::move(record));
+  return Status::success();
 }
 
 std::size_t Service::throttled_total() const {
@@ -460,25 +461,19 @@ Status Service::set_channel_config(const Uuid& id, std::string config) {
   auto found = registry_.get(id);
   if (!found) return found.error();
   (*found)->channel_config = std::move(config);
-  persist(**found);
-  return Status::success();
+  return save_record(**found);
 }
 
 void Service::when_saved(const Uuid& id, StatusCallback done) {
-  auto found = registry_.get(id);
-  if (!found) return done(found.error());
-  state::InstanceRecord record = (*found)->record(false);
-  if (Status s = check_state_size(**found, record); !s) return done(s);
-  // Merged with the change the setter queued: one write, and this waiter.
-  persister_.save(std::move(record), std::move(done));
+  if (auto found = registry_.get(id); !found) return done(found.error());
+  persister_.when_durable(id, std::move(done));
 }
 
 Status Service::set_vchan_config(const Uuid& id, std::string config) {
   auto found = registry_.get(id);
   if (!found) return found.error();
   (*found)->vchan_config = std::move(config);
-  persist(**found);
-  return Status::success();
+  return save_record(**found);
 }
 
 void Service::platform(const Uuid& id, engine::JobKind kind, engine::Bytes data, std::uint8_t locality,

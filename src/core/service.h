@@ -106,12 +106,14 @@ class Service {
 
   // Records what was provisioned (JSON text) and saves it durably.
   void set_provisioning(const Uuid& id, std::string provisioning, StatusCallback done);
-  // Remembers (and saves) the instance's guest-channel configuration.
+  // Remembers the instance's guest-channel configuration and queues its
+  // save (an error if the record outgrew the instance's limit).
   Status set_channel_config(const Uuid& id, std::string config);
   Status set_vchan_config(const Uuid& id, std::string config);
-  // Runs `done` once the instance's settings as they are now are durable:
-  // an answer that acknowledges a setting (attach, detach, vchan) waits
-  // for it, as an add's does for the instance.
+  // Runs `done` once the instance's settings as they are now are durable
+  // (Persister::when_durable: no write of its own): an answer that
+  // acknowledges a setting (attach, detach, vchan) waits for it, as an
+  // add's does for the instance.
   void when_saved(const Uuid& id, StatusCallback done);
 
   // A TIS platform signal: the H-CRTM hash sequence (_TPM_Hash_Start/Data/
@@ -184,8 +186,10 @@ class Service {
   // take_state_change() and, if anything changed, an asynchronous save.
   void note_completion(Instance& instance, const engine::Completion& done);
   // Saves the instance's record asynchronously, unless it outgrew its
-  // max_state_size (then the instance is quarantined instead).
-  void persist(Instance& instance);
+  // max_state_size (then the instance is quarantined instead, and the
+  // error says so).
+  Status save_record(Instance& instance);
+  void persist(Instance& instance) { (void)save_record(instance); }
   // The record's sealed size against the instance's limit: an error (and
   // the instance quarantined, its last saved state left on disk) if over.
   Status check_state_size(Instance& instance, const state::InstanceRecord& record);

@@ -148,17 +148,37 @@ class LifecycleTest(harness.DaemonTestCase):
                 answer = T.data_socket_exchange(p, T.get_random(8))
                 self.assertEqual(len(T.parse_get_random(answer)), 8, "round %d: %s does not answer" % (round_, p))
 
+    @staticmethod
+    def settled_writes(d):
+        """The persister's write count once nothing is pending and it has
+        not moved for 0.2 s (a restarted instance's auto-startup saves too)."""
+        seen = []
+
+        def settled():
+            p = d.result("stats")["persistence"]
+            seen.append(p["writes"])
+            if p["pending"] or len(seen) < 3 or len(set(seen[-3:])) != 1:
+                time.sleep(0.1)
+                return False
+            return True
+        harness.wait_until(settled, 10, what="persistence to settle")
+        return seen[-1]
+
     def test_an_acknowledged_attach_and_detach_survive_sigkill_right_after_the_ack(self):
-        """attach and detach answer once the setting is on disk (Service::when_saved):
-        10 rounds of attach (or detach), ack, SIGKILL at once, restart."""
+        """attach and detach answer once the setting is on disk (Service::when_saved,
+        which waits for the setting's own write): 10 rounds of attach (or detach),
+        ack, SIGKILL at once, restart."""
         d = self.start_daemon()
         u = d.result("add", auto_startup=True)["uuid"]
         for round_ in range(10):
             path = os.path.join(d.tmp, "att%d.sock" % round_)
+            writes = self.settled_writes(d)
             if round_ % 2 == 0:
                 d.result("attach", uuid=u, swtpm_path=path)
             else:
                 d.result("detach", uuid=u)
+            # Waiting for the setting's own save: no second write for the answer.
+            self.assertEqual(d.result("stats")["persistence"]["writes"] - writes, 1, "round %d" % round_)
             d.kill()
             harness.wait_until(lambda: not d.group_pids(), 5, what="the daemon to die")
             d.restart()
